@@ -1,0 +1,3 @@
+//! Rootstock networking (not written yet).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]

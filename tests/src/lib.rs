@@ -1,0 +1,1 @@
+//! Integration tests that boot images under QEMU.
