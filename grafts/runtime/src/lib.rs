@@ -1,0 +1,3 @@
+//! The graft runtime (not written yet).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
