@@ -1,8 +1,11 @@
-#![cfg_attr(target_os = "none", no_std, no_main)]
+//! The smallest Rootstock image: prints one line and exits 0.
+#![cfg_attr(target_os = "none", no_std)]
+#![no_main]
 #![forbid(unsafe_code)]
 
-unikernel::image!(main: app);
+unikernel::image!(main: main);
 
-fn app() -> i32 {
+async fn main() -> i32 {
+    unikernel::println!("Hello from Rootstock!");
     0
 }

@@ -1,0 +1,123 @@
+//! A test image: what it does is chosen by the kernel command line.
+//!
+//! - `ok` (or nothing): kernel self-checks (heap, clock, sleeping, tasks,
+//!   scheduling order), then `selftest: ok` and status 0;
+//! - `panic`: panics on purpose (status 101, file and line reported);
+//! - `pagefault`: writes to an unmapped address (status 102, #PF report);
+//! - `oom`: allocates until the heap is exhausted (status 101, "out of memory");
+//! - `exit=N`: returns N from main.
+#![cfg_attr(target_os = "none", no_std)]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use unikernel::println;
+use unikernel::task::{self, Builder};
+use unikernel::time::Duration;
+
+unikernel::image!(scheduler: unikernel::task::Priority, main: main);
+
+/// An address no image maps: 64 GiB.
+const UNMAPPED: u64 = 0x10_0000_0000;
+
+async fn main() -> i32 {
+    let cmdline = unikernel::cmdline();
+    let mode = cmdline
+        .split_ascii_whitespace()
+        .find(|a| !a.contains('=') || a.starts_with("exit="));
+    match mode.unwrap_or("ok") {
+        "panic" => panic!("selftest: deliberate panic"),
+        "pagefault" => {
+            println!("selftest: writing to {UNMAPPED:#x}");
+            unikernel::fault_injection::write_to(UNMAPPED);
+            println!("selftest: the write did not fault");
+            1
+        }
+        "oom" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(Vec::with_capacity(1 << 20));
+                println!("selftest: holding {} MiB", hoard.len());
+            }
+        }
+        "ok" => checks().await,
+        other => match other.strip_prefix("exit=").and_then(|n| n.parse().ok()) {
+            Some(status) => status,
+            None => {
+                println!("selftest: unknown mode {other:?}");
+                2
+            }
+        },
+    }
+}
+
+fn check(ok: bool, what: &str) -> bool {
+    println!("selftest: {} {what}", if ok { "pass" } else { "FAIL" });
+    ok
+}
+
+async fn checks() -> i32 {
+    let mut ok = true;
+
+    let data: Vec<u64> = (0..100_000).collect();
+    ok &= check(
+        data.iter().sum::<u64>() == 4_999_950_000,
+        "heap: 800 KB vector",
+    );
+
+    let start = task::current_time();
+    task::sleep(Duration::from_millis(20)).await;
+    let slept = task::current_time().saturating_duration_since(start);
+    ok &= check(
+        slept >= Duration::from_millis(20),
+        "sleep: woke no earlier than asked",
+    );
+    ok &= check(
+        slept < Duration::from_millis(500),
+        "sleep: woke within 500 ms",
+    );
+    println!("selftest: slept {} us for 20000 us", slept.as_micros());
+
+    // Priority scheduling (this image's policy): ready tasks run highest first.
+    let order = alloc::rc::Rc::new(core::cell::RefCell::new(Vec::new()));
+    let handles: Vec<_> = [1u8, 9, 5]
+        .into_iter()
+        .map(|p| {
+            let order = order.clone();
+            Builder::new()
+                .priority(p)
+                .spawn(async move { order.borrow_mut().push(p) })
+        })
+        .collect();
+    for handle in handles {
+        handle.await;
+    }
+    ok &= check(*order.borrow() == [9, 5, 1], "scheduler: priority order");
+
+    // Concurrent sleepers finish in deadline order.
+    let woke = alloc::rc::Rc::new(core::cell::RefCell::new(Vec::new()));
+    let sleepers: Vec<_> = [30u64, 10, 20]
+        .into_iter()
+        .map(|ms| {
+            let woke = woke.clone();
+            task::spawn(async move {
+                task::sleep(Duration::from_millis(ms)).await;
+                woke.borrow_mut().push(ms);
+            })
+        })
+        .collect();
+    for sleeper in sleepers {
+        sleeper.await;
+    }
+    ok &= check(*woke.borrow() == [10, 20, 30], "timers: deadline order");
+
+    if ok {
+        println!("selftest: ok");
+        0
+    } else {
+        println!("selftest: failed");
+        1
+    }
+}

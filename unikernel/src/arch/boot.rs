@@ -1,0 +1,210 @@
+//! The PVH entry point: the first instructions of every image.
+//!
+//! QEMU's PVH loader (`-M microvm -kernel image.elf`) finds the
+//! `XEN_ELFNOTE_PHYS32_ENTRY` note, loads the ELF segments at their physical
+//! addresses and jumps to the entry in 32-bit protected mode with paging off,
+//! `%ebx` holding the physical address of the `hvm_start_info` structure.
+//!
+//! The stub below does the least that long mode needs and nothing more, so
+//! that entry → `main` stays short: it stamps the TSC, zeroes `.bss`, builds
+//! an identity map of the low 4 GiB with 2 MiB pages, enables PAE and long
+//! mode, and calls [`crate::arch::kernel_entry`] on the boot stack. The Rust
+//! side then replaces these tables with fine-grained ones (W^X, NX, guard
+//! page). Nothing here is reached after boot.
+
+use core::arch::global_asm;
+
+// The PVH note: name "Xen", type 18 (XEN_ELFNOTE_PHYS32_ENTRY), a 32-bit
+// physical entry address as its descriptor.
+global_asm!(
+    r#"
+    .section .note.pvh, "a", @note
+    .balign 4
+    .long 4
+    .long 4
+    .long 18
+    .asciz "Xen"
+    .balign 4
+    .long pvh_start32
+    .balign 4
+"#
+);
+
+// Data the stub writes before `.bss` is cleared lives in `.data`.
+global_asm!(
+    r#"
+    .section .data.boot, "aw"
+    .balign 8
+    .global BOOT_TSC
+BOOT_TSC:
+    .quad 0
+    .global BOOT_START_INFO
+BOOT_START_INFO:
+    .quad 0
+
+    .balign 8
+boot_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff
+    .quad 0x00cf92000000ffff
+boot_gdt_end:
+boot_gdt_ptr:
+    .word boot_gdt_end - boot_gdt - 1
+    .quad boot_gdt
+
+    .section .bss.boot_page_tables, "aw", @nobits
+    .balign 4096
+    .global BOOT_PML4
+BOOT_PML4:
+    .skip 4096
+boot_pdpt:
+    .skip 4096
+boot_pd:
+    .skip 4096 * 4
+"#
+);
+
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    mov %ebx, %esi
+    rdtsc
+    mov %eax, BOOT_TSC
+    mov %edx, BOOT_TSC + 4
+    mov %esi, BOOT_START_INFO
+
+    /* Zero .bss (includes the boot page tables), 4 bytes at a time:
+       the linker script page-aligns both ends. */
+    mov $__bss_start, %edi
+    mov $__bss_end, %ecx
+    sub %edi, %ecx
+    shr $2, %ecx
+    xor %eax, %eax
+    rep stosl
+
+    /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories. */
+    mov $boot_pdpt + 0x3, %eax
+    mov %eax, BOOT_PML4
+    mov $boot_pd + 0x3, %eax
+    mov %eax, boot_pdpt
+    add $0x1000, %eax
+    mov %eax, boot_pdpt + 8
+    add $0x1000, %eax
+    mov %eax, boot_pdpt + 16
+    add $0x1000, %eax
+    mov %eax, boot_pdpt + 24
+
+    /* 2048 × 2 MiB identity pages: present, writable, huge. */
+    mov $boot_pd, %edi
+    mov $0x83, %eax
+    mov $2048, %ecx
+1:
+    mov %eax, (%edi)
+    add $0x200000, %eax
+    add $8, %edi
+    loop 1b
+
+    /* CR4.PAE, CR3, EFER.LME, CR0.PG|WP|PE. */
+    mov %cr4, %eax
+    or $0x20, %eax
+    mov %eax, %cr4
+    mov $BOOT_PML4, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx
+    rdmsr
+    or $0x100, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80010001, %eax
+    mov %eax, %cr0
+
+    lgdt boot_gdt_ptr
+    ljmp $0x08, $pvh_start64
+
+    .code64
+pvh_start64:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    xor %eax, %eax
+    mov %ax, %fs
+    mov %ax, %gs
+    movabs $__stack_top, %rsp
+    xor %ebp, %ebp
+    mov %esi, %edi
+    call {entry}
+2:
+    cli
+    hlt
+    jmp 2b
+"#,
+    entry = sym crate::arch::kernel_entry,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    /// TSC value read by the first instruction after entry.
+    pub static BOOT_TSC: u64;
+    /// Physical address of the PVH `hvm_start_info`, as passed in `%ebx`.
+    pub static BOOT_START_INFO: u64;
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __stack_guard: u8;
+    static __stack_bottom: u8;
+    static __stack_top: u8;
+}
+
+/// Physical extents of the loaded image, from the linker script.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout {
+    pub start: u64,
+    pub text: (u64, u64),
+    pub rodata: (u64, u64),
+    pub data_start: u64,
+    pub stack_guard: u64,
+    pub stack: (u64, u64),
+    pub end: u64,
+}
+
+/// Where the linker put the kernel's sections.
+pub fn layout() -> ImageLayout {
+    fn addr(symbol: &u8) -> u64 {
+        symbol as *const u8 as u64
+    }
+    // SAFETY: these are linker-script symbols; only their addresses are
+    // taken, their (meaningless) contents are never read.
+    unsafe {
+        ImageLayout {
+            start: addr(&__kernel_start),
+            text: (addr(&__text_start), addr(&__text_end)),
+            rodata: (addr(&__rodata_start), addr(&__rodata_end)),
+            data_start: addr(&__data_start),
+            stack_guard: addr(&__stack_guard),
+            stack: (addr(&__stack_bottom), addr(&__stack_top)),
+            end: addr(&__kernel_end),
+        }
+    }
+}
+
+/// The TSC at the PVH entry point.
+pub fn entry_tsc() -> u64 {
+    // SAFETY: written once by the entry stub before any Rust code runs, never after.
+    unsafe { core::ptr::read_volatile(&raw const BOOT_TSC) }
+}
+
+/// The physical address of `hvm_start_info` that the loader passed.
+pub fn start_info_addr() -> u64 {
+    // SAFETY: as for `entry_tsc`.
+    unsafe { core::ptr::read_volatile(&raw const BOOT_START_INFO) }
+}

@@ -1,0 +1,141 @@
+//! The x86-64 layer: everything that touches ports, MMIO, control registers
+//! or raw memory lives here (the rest of the crate denies `unsafe`). It boots
+//! the machine, then hands the image's `main` to the executor.
+
+pub mod apic;
+pub mod boot;
+pub mod cpu_local;
+pub mod exit;
+pub mod fault;
+#[cfg(feature = "fault-injection")]
+pub mod fault_injection;
+pub mod gdt;
+pub mod interrupts;
+pub mod paging;
+pub mod serial;
+pub mod start_info;
+pub mod tsc;
+
+use spin::Once;
+
+use crate::memory::{FRAME_SIZE, FRAMES};
+use crate::task::{Executor, Platform, SchedPolicy, has_pending_work};
+use crate::time::{Calibration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+static CALIBRATION: Once<Calibration> = Once::new();
+static CMDLINE: Once<&'static str> = Once::new();
+
+unsafe extern "Rust" {
+    /// Defined by the image crate through [`crate::image!`].
+    safe fn __rootstock_image_main() -> i32;
+}
+
+/// The kernel command line (`-append`).
+pub fn cmdline() -> &'static str {
+    CMDLINE.get().copied().unwrap_or("")
+}
+
+fn calibration() -> &'static Calibration {
+    CALIBRATION.call_once(|| {
+        let calibration = tsc::calibrate();
+        log::debug!(target: "time", "TSC {} Hz, APIC timer {} Hz", calibration.tsc_hz, calibration.apic_hz);
+        calibration
+    })
+}
+
+/// The monotonic clock (calibrates the TSC on first use).
+pub fn clock_now() -> Instant {
+    let ticks = tsc::now().saturating_sub(boot::entry_tsc());
+    Instant::from_nanos(calibration().tsc_to_ns(ticks))
+}
+
+/// Uptime for log lines, only once the clock is calibrated (logging never
+/// triggers a calibration).
+pub fn uptime_if_calibrated() -> Option<u64> {
+    let calibration = CALIBRATION.get()?;
+    Some(calibration.tsc_to_ns(tsc::now().saturating_sub(boot::entry_tsc())))
+}
+
+/// Rust's first code: brings the machine up and runs the image.
+pub extern "C" fn kernel_entry(start_info: u32) -> ! {
+    serial::init();
+    let info = start_info::read(u64::from(start_info));
+    CMDLINE.call_once(|| info.cmdline);
+    crate::console::init(crate::console::level_from_cmdline(info.cmdline));
+    gdt::init();
+    interrupts::init();
+
+    let layout = boot::layout();
+    let mut frames = info.memory.free_frames(MIB, (layout.start, layout.end));
+    paging::init(&layout, info.memory.ram_top(), &mut frames);
+    let largest = frames
+        .ranges()
+        .iter()
+        .map(|&(s, e)| e - s)
+        .max()
+        .unwrap_or(0);
+    let heap_size = (frames.free_bytes() / 4 * 3).min(largest) & !(FRAME_SIZE - 1);
+    let heap = frames
+        .allocate(heap_size / FRAME_SIZE, FRAME_SIZE)
+        .expect("no memory for the heap");
+    // SAFETY: the frames were just taken from the allocator (nobody else
+    // owns them) and are identity-mapped read-write by `paging::init`.
+    unsafe { crate::memory::heap::init(heap, heap_size) };
+    let free = frames.free_bytes();
+    *FRAMES.lock() = frames;
+    log::info!(target: "boot", "{} MiB RAM, image {:#x}..{:#x}, heap {} KiB, {} KiB free frames",
+        info.memory.ram_bytes() / MIB, layout.start, layout.end, heap_size / 1024, free / 1024);
+
+    apic::init();
+    x86_64::instructions::interrupts::enable();
+    let status = __rootstock_image_main();
+    crate::shutdown(status)
+}
+
+/// The executor's view of the machine: TSC clock, `hlt` with a one-shot
+/// APIC timer for the next deadline.
+struct Machine;
+
+impl Platform for Machine {
+    fn now(&mut self) -> Instant {
+        clock_now()
+    }
+
+    fn idle(&mut self, deadline: Option<Instant>) {
+        use x86_64::instructions::interrupts;
+        interrupts::disable();
+        if has_pending_work() {
+            interrupts::enable();
+            return;
+        }
+        if let Some(deadline) = deadline {
+            let now = clock_now();
+            if deadline <= now {
+                interrupts::enable();
+                return;
+            }
+            let ns = deadline.as_nanos() - now.as_nanos();
+            apic::arm_oneshot(calibration().ns_to_apic_ticks(ns));
+        }
+        // `sti; hlt` is atomic with respect to interrupts: a wake-up that
+        // arrives after the check above still ends the halt.
+        interrupts::enable_and_hlt();
+    }
+}
+
+/// Runs the image's main future to completion under policy `P`.
+pub fn run<P: SchedPolicy, T: 'static>(main: impl core::future::Future<Output = T> + 'static) -> T {
+    Executor::<P>::default().block_on(&mut Machine, main)
+}
+
+/// TSC cycles from the PVH entry to now.
+pub fn cycles_since_entry() -> u64 {
+    tsc::now().saturating_sub(boot::entry_tsc())
+}
+
+/// Converts TSC cycles to nanoseconds (calibrating if needed).
+pub fn cycles_to_ns(cycles: u64) -> u64 {
+    calibration().tsc_to_ns(cycles)
+}

@@ -1,0 +1,49 @@
+//! COM1, the console of every image, through `uart_16550`.
+//!
+//! Writers take the lock with interrupts disabled, so an interrupt handler
+//! that logs cannot deadlock against the code it interrupted. A panic that
+//! finds the lock held (the panicking code was mid-print) writes through a
+//! fresh handle instead: losing interleaving beats losing the message.
+
+use spin::Mutex;
+use uart_16550::Uart16550;
+use uart_16550::backend::PioBackend;
+
+const COM1: u16 = 0x3f8;
+
+static PORT: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+
+fn open() -> Uart16550<PioBackend> {
+    // SAFETY: 0x3f8..0x400 is COM1 on every PC-compatible machine QEMU
+    // emulates, including microvm's isa-serial; nothing else drives it.
+    let mut uart = unsafe { Uart16550::new_port(COM1) }.expect("COM1 base port is valid");
+    // A missing UART only means a silent image; keep booting.
+    let _ = uart.init(uart_16550::Config::default());
+    uart
+}
+
+/// Initialises COM1.
+pub fn init() {
+    let uart = open();
+    x86_64::instructions::interrupts::without_interrupts(|| *PORT.lock() = Some(uart));
+}
+
+/// Writes bytes to COM1.
+pub fn write(bytes: &[u8]) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        if let Some(uart) = PORT.lock().as_mut() {
+            uart.send_bytes_exact(bytes);
+        }
+    });
+}
+
+/// Writes bytes even if the console lock is held (panic and exception paths).
+pub fn write_emergency(bytes: &[u8]) {
+    match PORT.try_lock() {
+        Some(mut guard) => match guard.as_mut() {
+            Some(uart) => uart.send_bytes_exact(bytes),
+            None => open().send_bytes_exact(bytes),
+        },
+        None => open().send_bytes_exact(bytes),
+    }
+}

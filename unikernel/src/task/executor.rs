@@ -1,0 +1,346 @@
+//! The executor: a single-CPU, cooperative scheduler of async tasks.
+//!
+//! Why async tasks rather than kernel threads: an image is one application
+//! on one CPU, its work is mostly waiting on devices and timers, and a
+//! future is a few hundred bytes where a thread needs a stack; there is no
+//! context-switch code to get wrong, and each wait point is explicit.
+//!
+//! Three interrupt-safe queues connect the executor to the world: tasks
+//! spawned from anywhere, task ids woken from anywhere (including interrupt
+//! handlers), and the timer queue. The executor owns the tasks and asks its
+//! [`SchedPolicy`] which ready task to poll next. When nothing is ready it
+//! asks the [`Platform`] to idle until the next timer deadline: on the
+//! target that is `hlt` with a one-shot APIC timer, so an idle image uses
+//! no CPU.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Waker};
+
+use super::TaskId;
+use super::policy::{SchedPolicy, TaskMeta};
+use crate::time::{Instant, TimerQueue};
+
+/// What the executor needs from the machine.
+pub trait Platform {
+    /// The current time.
+    fn now(&mut self) -> Instant;
+    /// Waits until an interrupt or `deadline`, unless work is already pending
+    /// (checked with [`has_pending_work`] with interrupts disabled).
+    fn idle(&mut self, deadline: Option<Instant>);
+}
+
+pub(crate) type BoxedTask = Pin<Box<dyn Future<Output = ()> + 'static>>;
+
+pub(crate) struct NewTask {
+    pub future: BoxedTask,
+    pub priority: u8,
+    pub name: &'static str,
+    pub id: TaskId,
+}
+
+crate::cpu_local! {
+    static SPAWNED: VecDeque<NewTask> = VecDeque::new();
+    static WOKEN: VecDeque<TaskId> = VecDeque::new();
+    static TIMERS: TimerQueue = TimerQueue::new();
+    static NEXT_ID: u32 = 0;
+}
+
+/// Whether any task was spawned or woken and not yet admitted.
+pub fn has_pending_work() -> bool {
+    crate::cpu_local_with!(SPAWNED, |s: &mut VecDeque<NewTask>| !s.is_empty())
+        || crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| !w.is_empty())
+}
+
+pub(crate) fn fresh_id() -> TaskId {
+    crate::cpu_local_with!(NEXT_ID, |next: &mut u32| {
+        *next = next.wrapping_add(1);
+        TaskId::new(*next, 0)
+    })
+}
+
+fn wake_id(id: TaskId) {
+    crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| w.push_back(id));
+}
+
+pub(crate) fn push_spawned(task: NewTask) {
+    crate::cpu_local_with!(SPAWNED, |s: &mut VecDeque<NewTask>| s.push_back(task));
+}
+
+/// Runs `f` on the timer queue.
+pub(crate) fn with_timers<R>(f: impl FnOnce(&mut TimerQueue) -> R) -> R {
+    crate::cpu_local_with!(TIMERS, f)
+}
+
+/// A task's waker: queues the task's id for the executor.
+struct TaskWaker(TaskId);
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        wake_id(self.0);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        wake_id(self.0);
+    }
+}
+
+struct Task {
+    future: BoxedTask,
+    meta: TaskMeta,
+    waker: Waker,
+    queued: bool,
+}
+
+/// Counters for the stats a kernel reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecutorStats {
+    pub polls: u64,
+    pub spawned: u64,
+    pub completed: u64,
+    pub idles: u64,
+}
+
+/// Runs tasks under policy `P` until `main` completes.
+pub struct Executor<P: SchedPolicy> {
+    policy: P,
+    tasks: alloc::collections::BTreeMap<TaskId, Task>,
+    seq: u64,
+    stats: ExecutorStats,
+}
+
+impl<P: SchedPolicy> Default for Executor<P> {
+    fn default() -> Self {
+        Executor {
+            policy: P::default(),
+            tasks: Default::default(),
+            seq: 0,
+            stats: ExecutorStats::default(),
+        }
+    }
+}
+
+impl<P: SchedPolicy> Executor<P> {
+    pub fn stats(&self) -> ExecutorStats {
+        self.stats
+    }
+
+    fn make_ready(&mut self, id: TaskId) {
+        if let Some(task) = self.tasks.get_mut(&id)
+            && !task.queued
+        {
+            task.queued = true;
+            self.seq += 1;
+            task.meta.seq = self.seq;
+            self.policy.enqueue(task.meta);
+        }
+    }
+
+    fn admit(&mut self) {
+        let spawned: Vec<NewTask> =
+            crate::cpu_local_with!(SPAWNED, |s: &mut VecDeque<NewTask>| s.drain(..).collect());
+        for new in spawned {
+            let meta = TaskMeta {
+                id: new.id,
+                priority: new.priority,
+                seq: 0,
+                name: new.name,
+            };
+            let waker = Waker::from(Arc::new(TaskWaker(new.id)));
+            self.tasks.insert(
+                new.id,
+                Task {
+                    future: new.future,
+                    meta,
+                    waker,
+                    queued: false,
+                },
+            );
+            self.stats.spawned += 1;
+            self.make_ready(new.id);
+        }
+        let woken: Vec<TaskId> =
+            crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| w.drain(..).collect());
+        for id in woken {
+            self.make_ready(id);
+        }
+    }
+
+    fn poll_one(&mut self, id: TaskId) {
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        task.queued = false;
+        let mut cx = Context::from_waker(&task.waker);
+        self.stats.polls += 1;
+        if task.future.as_mut().poll(&mut cx).is_ready() {
+            self.tasks.remove(&id);
+            self.stats.completed += 1;
+        }
+    }
+
+    /// Runs every task until `main` completes and returns its output. Tasks
+    /// still alive then are dropped, like threads at process exit.
+    pub fn block_on<T: 'static>(
+        &mut self,
+        platform: &mut impl Platform,
+        main: impl Future<Output = T> + 'static,
+    ) -> T {
+        let handle = super::Builder::new().name("main").spawn(main);
+        loop {
+            self.admit();
+            // The clock is read only when a timer is pending: an image that
+            // never sleeps never pays for calibrating it.
+            if with_timers(|t| t.next_deadline()).is_some() {
+                let now = platform.now();
+                super::set_last_now(now);
+                if with_timers(|t| t.fire_due(now)) > 0 {
+                    self.admit();
+                }
+            }
+            if let Some(next) = self.policy.pick_next() {
+                self.poll_one(next.id);
+                if let Some(output) = handle.try_take() {
+                    self.tasks.clear();
+                    return output;
+                }
+                continue;
+            }
+            self.stats.idles += 1;
+            let deadline = with_timers(|t| t.next_deadline());
+            platform.idle(deadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Builder, Fifo, Priority, sleep, spawn, yield_now};
+    use crate::time::Duration;
+    use alloc::rc::Rc;
+    use core::cell::RefCell;
+    use core::task::Poll;
+
+    /// A fake machine: idling jumps the clock to the next deadline.
+    struct FakeClock {
+        now: Instant,
+        idles: usize,
+    }
+
+    impl Platform for FakeClock {
+        fn now(&mut self) -> Instant {
+            self.now
+        }
+        fn idle(&mut self, deadline: Option<Instant>) {
+            self.idles += 1;
+            assert!(!has_pending_work(), "idled with work pending");
+            self.now = deadline.expect("idle with no timer would hang forever");
+        }
+    }
+
+    fn run<P: SchedPolicy, T: 'static>(main: impl Future<Output = T> + 'static) -> (T, FakeClock) {
+        let mut clock = FakeClock {
+            now: Instant::from_nanos(0),
+            idles: 0,
+        };
+        let out = Executor::<P>::default().block_on(&mut clock, main);
+        (out, clock)
+    }
+
+    #[test]
+    fn main_output_is_returned() {
+        let (out, _) = run::<Fifo, _>(async { 42 });
+        assert_eq!(out, 42);
+    }
+
+    #[test]
+    fn spawned_tasks_join_with_their_results() {
+        let (out, _) = run::<Fifo, _>(async {
+            let a = spawn(async { 2 });
+            let b = spawn(async {
+                yield_now().await;
+                3
+            });
+            a.await * b.await
+        });
+        assert_eq!(out, 6);
+    }
+
+    #[test]
+    fn sleeps_advance_the_clock_and_wake_in_deadline_order() {
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let o = order.clone();
+        let (end, clock) = run::<Fifo, _>(async move {
+            let mut handles = Vec::new();
+            for ms in [30u64, 10, 20] {
+                let o = o.clone();
+                handles.push(spawn(async move {
+                    sleep(Duration::from_millis(ms)).await;
+                    o.lock().unwrap().push(ms);
+                }));
+            }
+            for h in handles {
+                h.await;
+            }
+            crate::task::current_time()
+        });
+        assert_eq!(*order.lock().unwrap(), [10, 20, 30]);
+        assert_eq!(end, Instant::from_nanos(30_000_000));
+        assert_eq!(
+            clock.idles, 3,
+            "one idle per distinct deadline, no busy waiting"
+        );
+    }
+
+    #[test]
+    fn the_policy_decides_the_order() {
+        fn order<P: SchedPolicy>() -> Vec<u8> {
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let l = log.clone();
+            run::<P, _>(async move {
+                let handles: Vec<_> = [1u8, 7, 3, 7, 5]
+                    .into_iter()
+                    .map(|p| {
+                        let l = l.clone();
+                        Builder::new()
+                            .priority(p)
+                            .spawn(async move { l.borrow_mut().push(p) })
+                    })
+                    .collect();
+                for h in handles {
+                    h.await;
+                }
+            });
+            log.take()
+        }
+        assert_eq!(order::<Fifo>(), [1, 7, 3, 7, 5]);
+        assert_eq!(order::<Priority>(), [7, 7, 5, 3, 1]);
+    }
+
+    /// Polls a future exactly once.
+    struct PollOnce<'a, F>(Pin<&'a mut F>);
+
+    impl<F: Future> Future for PollOnce<'_, F> {
+        type Output = Poll<F::Output>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            Poll::Ready(self.0.as_mut().poll(cx))
+        }
+    }
+
+    #[test]
+    fn dropped_sleep_cancels_its_timer() {
+        let (_, clock) = run::<Fifo, _>(async {
+            let mut long = Box::pin(sleep(Duration::from_secs(100)));
+            assert!(PollOnce(long.as_mut()).await.is_pending());
+            drop(long);
+            sleep(Duration::from_millis(1)).await;
+        });
+        assert_eq!(clock.now, Instant::from_nanos(1_000_000));
+    }
+}
