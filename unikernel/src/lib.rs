@@ -40,7 +40,7 @@ pub mod time;
 #[cfg(all(target_os = "none", feature = "fault-injection"))]
 pub use arch::fault_injection;
 #[cfg(target_os = "none")]
-pub use arch::{cmdline, run};
+pub use arch::{cmdline, irq, run, virtio};
 
 /// The kernel command line (empty on the host).
 #[cfg(not(target_os = "none"))]

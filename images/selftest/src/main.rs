@@ -5,6 +5,7 @@
 //! - `panic`: panics on purpose (status 101, file and line reported);
 //! - `pagefault`: writes to an unmapped address (status 102, #PF report);
 //! - `oom`: allocates until the heap is exhausted (status 101, "out of memory");
+//! - `devices`: lists the virtio devices found;
 //! - `exit=N`: returns N from main.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
@@ -43,6 +44,15 @@ async fn main() -> i32 {
             }
         }
         "ok" => checks().await,
+        "devices" => {
+            for device in unikernel::virtio::discover() {
+                println!(
+                    "selftest: virtio {:?} at {:#x} GSI {}",
+                    device.kind, device.address, device.gsi
+                );
+            }
+            0
+        }
         other => match other.strip_prefix("exit=").and_then(|n| n.parse().ok()) {
             Some(status) => status,
             None => {

@@ -11,10 +11,13 @@ pub mod fault;
 pub mod fault_injection;
 pub mod gdt;
 pub mod interrupts;
+pub mod ioapic;
+pub mod irq;
 pub mod paging;
 pub mod serial;
 pub mod start_info;
 pub mod tsc;
+pub mod virtio;
 
 use spin::Once;
 
@@ -64,6 +67,7 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     let info = start_info::read(u64::from(start_info));
     CMDLINE.call_once(|| info.cmdline);
     crate::console::init(crate::console::level_from_cmdline(info.cmdline));
+    log::debug!(target: "boot", "command line: {:?}", info.cmdline);
     gdt::init();
     interrupts::init();
 
@@ -89,6 +93,8 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
         info.memory.ram_bytes() / MIB, layout.start, layout.end, heap_size / 1024, free / 1024);
 
     apic::init();
+    let lines = ioapic::init();
+    log::debug!(target: "boot", "I/O APIC with {lines} lines");
     x86_64::instructions::interrupts::enable();
     let status = __rootstock_image_main();
     crate::shutdown(status)

@@ -1,0 +1,131 @@
+//! virtio on microvm: discovering virtio-mmio devices and the DMA glue
+//! (`virtio_drivers::Hal`) that the device drivers are built on.
+//!
+//! microvm places virtio-mmio slots at 0xfeb0_0000 + n × 0x200 and tells a
+//! Linux guest where each device and its interrupt are through the command
+//! line (`virtio_mmio.device=512@0xfeb00e00:12`). The kernel reads those
+//! entries when present and otherwise scans the slots, assuming microvm's
+//! GSI assignment (slot n → GSI [`FIRST_GSI`] + n).
+//!
+//! DMA is simple because RAM is identity-mapped: a buffer's address is the
+//! device's address. DMA pages come from the frame allocator.
+
+use core::ptr::NonNull;
+
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
+
+use crate::memory::{FRAME_SIZE, FRAMES};
+
+/// Where microvm's virtio-mmio slots start.
+pub const MMIO_BASE: u64 = 0xfeb0_0000;
+/// Size of one slot.
+pub const MMIO_SLOT: u64 = 0x200;
+/// How many slots are scanned when the command line names none.
+pub const MMIO_SLOTS: u64 = 24;
+/// GSI of slot 0 on microvm.
+pub const FIRST_GSI: u32 = 5;
+
+/// The kernel's `virtio_drivers::Hal`.
+pub struct KernelHal;
+
+// SAFETY: dma_alloc returns zeroed, page-aligned, identity-mapped frames
+// owned by nobody else until dma_dealloc; share/unshare return the buffer's
+// own (identity-mapped) address, valid for the device while the driver
+// keeps the buffer alive, as virtio-drivers requires.
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let address = FRAMES
+            .lock()
+            .allocate(pages as u64, FRAME_SIZE)
+            .unwrap_or_else(|e| panic!("out of DMA memory for {pages} pages: {e:?}"));
+        // SAFETY: fresh frames from the allocator, identity-mapped RAM.
+        unsafe { core::ptr::write_bytes(address as *mut u8, 0, pages * PAGE_SIZE) };
+        (
+            address,
+            NonNull::new(address as *mut u8).expect("frame 0 is never allocated"),
+        )
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        match FRAMES.lock().free(paddr, pages as u64) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        super::paging::map_mmio(paddr, size as u64);
+        NonNull::new(paddr as *mut u8).expect("MMIO at address 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr() as *mut u8 as u64
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// A virtio device found on the machine.
+pub struct VirtioDevice {
+    pub kind: DeviceType,
+    pub transport: MmioTransport<'static>,
+    /// The GSI its interrupt arrives on.
+    pub gsi: u32,
+    pub address: u64,
+}
+
+/// Parses `virtio_mmio.device=<size>@<address>:<gsi>` entries.
+fn from_cmdline(cmdline: &str) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
+    cmdline.split_ascii_whitespace().filter_map(|arg| {
+        let spec = arg.strip_prefix("virtio_mmio.device=")?;
+        let (size, rest) = spec.split_once('@')?;
+        let (address, gsi) = rest.split_once(':')?;
+        let size = parse_size(size)?;
+        let address = u64::from_str_radix(address.trim_start_matches("0x"), 16).ok()?;
+        Some((address, size, gsi.parse().ok()?))
+    })
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, scale) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 1024),
+        b'M' | b'm' => (&text[..text.len() - 1], 1 << 20),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok().map(|n| n * scale)
+}
+
+fn probe(address: u64, size: u64, gsi: u32) -> Option<VirtioDevice> {
+    super::paging::map_mmio(address, size);
+    let header = NonNull::new(address as *mut VirtIOHeader)?;
+    // SAFETY: `address` is a virtio-mmio slot (from the loader's command
+    // line or microvm's fixed layout), mapped uncached just above, and each
+    // slot is probed once, so the transport is its only user.
+    let transport = unsafe { MmioTransport::new(header, size as usize) }.ok()?;
+    let kind = transport.device_type();
+    Some(VirtioDevice {
+        kind,
+        transport,
+        gsi,
+        address,
+    })
+}
+
+/// Every virtio device present, each probed once.
+pub fn discover() -> alloc::vec::Vec<VirtioDevice> {
+    let cmdline = super::cmdline();
+    let mut devices: alloc::vec::Vec<VirtioDevice> = from_cmdline(cmdline)
+        .filter_map(|(a, s, g)| probe(a, s, g))
+        .collect();
+    if devices.is_empty() && !cmdline.contains("virtio_mmio.device=") {
+        devices = (0..MMIO_SLOTS)
+            .filter_map(|n| probe(MMIO_BASE + n * MMIO_SLOT, MMIO_SLOT, FIRST_GSI + n as u32))
+            .collect();
+    }
+    for device in &devices {
+        log::debug!(target: "virtio", "{:?} at {:#x}, GSI {}", device.kind, device.address, device.gsi);
+    }
+    devices
+}
