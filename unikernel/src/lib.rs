@@ -40,7 +40,13 @@ pub mod time;
 #[cfg(all(target_os = "none", feature = "fault-injection"))]
 pub use arch::fault_injection;
 #[cfg(target_os = "none")]
-pub use arch::{cmdline, irq, run, virtio};
+pub use arch::{cmdline, irq, rio, run, virtio};
+
+/// Block storage (virtio-blk).
+#[cfg(target_os = "none")]
+pub mod block {
+    pub use crate::arch::virtio_blk::{BLOCK_SIZE, BlockDevice, BlockError, MAX_REQUEST};
+}
 
 /// The kernel command line (empty on the host).
 #[cfg(not(target_os = "none"))]
@@ -117,27 +123,41 @@ pub fn host_stub(image: &str) -> ! {
 /// unikernel::image!(scheduler: unikernel::task::Priority, main: main);
 /// async fn main() -> i32 { unikernel::println!("hi"); 0 }
 /// ```
-/// `scheduler` is optional (default [`task::Fifo`]). `main` is an
+/// `scheduler` is optional (default [`task::Fifo`]); so is `rio`, the
+/// bytes of crash-surviving memory the image wants (see `arch::rio`;
+/// default 0, none). `main` is an
 /// `async fn() -> i32`; its result is the image's exit status (0..=100).
 /// The image crate is `#![no_main]` (and `no_std` on the target): the
 /// kernel owns the entry point.
 #[macro_export]
 macro_rules! image {
     (main: $main:path $(,)?) => {
-        $crate::image!(scheduler: $crate::task::Fifo, main: $main);
+        $crate::image!(scheduler: $crate::task::Fifo, rio: 0, main: $main);
     };
     (scheduler: $policy:ty, main: $main:path $(,)?) => {
+        $crate::image!(scheduler: $policy, rio: 0, main: $main);
+    };
+    (rio: $rio:expr, main: $main:path $(,)?) => {
+        $crate::image!(scheduler: $crate::task::Fifo, rio: $rio, main: $main);
+    };
+    (scheduler: $policy:ty, rio: $rio:expr, main: $main:path $(,)?) => {
         #[cfg(target_os = "none")]
         #[unsafe(no_mangle)]
         fn __rootstock_image_main() -> i32 {
             $crate::start::<$policy, _>(env!("CARGO_PKG_NAME"), $main())
         }
 
+        /// Bytes of Rio region this image asks for (0: none).
+        #[cfg(target_os = "none")]
+        #[unsafe(no_mangle)]
+        static __ROOTSTOCK_RIO_BYTES: u64 = $rio;
+
         // Image crates are `#![no_main]`: on the host this is the C entry.
         #[cfg(not(target_os = "none"))]
         #[unsafe(export_name = "main")]
         extern "C" fn __rootstock_host_main(_argc: i32, _argv: *const *const u8) -> i32 {
             let _ = $main; // The image's main is type-checked on the host too.
+            let _: u64 = $rio;
             $crate::host_stub(env!("CARGO_PKG_NAME"))
         }
     };

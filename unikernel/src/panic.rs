@@ -15,7 +15,7 @@ pub fn enter_fatal() {
             crate::arch::serial::write_emergency(
                 b"\n[rootstock ERROR] fault during fault report\n",
             );
-            crate::arch::exit::exit(crate::ExitCode::KernelPanic as u8);
+            crate::arch::crash(crate::ExitCode::KernelPanic);
         }
     }
 }
@@ -46,5 +46,5 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         );
     }
     let _ = writeln!(Emergency, ": {}", info.message());
-    crate::arch::exit::exit(crate::ExitCode::KernelPanic as u8)
+    crate::arch::crash(crate::ExitCode::KernelPanic)
 }

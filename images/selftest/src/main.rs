@@ -44,6 +44,7 @@ async fn main() -> i32 {
             }
         }
         "ok" => checks().await,
+        #[cfg(target_os = "none")]
         "devices" => {
             for device in unikernel::virtio::discover() {
                 println!(

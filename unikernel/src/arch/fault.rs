@@ -85,5 +85,5 @@ pub fn report(frame: &TrapFrame, cr2: u64) -> ! {
         frame.r9, frame.r10, frame.r11, frame.r12);
     log::error!(target: "cpu", "r13 {:#018x}  r14 {:#018x}  r15 {:#018x}",
         frame.r13, frame.r14, frame.r15);
-    super::exit::exit(crate::ExitCode::CpuException as u8)
+    super::crash(crate::ExitCode::CpuException)
 }

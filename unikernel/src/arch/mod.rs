@@ -14,10 +14,12 @@ pub mod interrupts;
 pub mod ioapic;
 pub mod irq;
 pub mod paging;
+pub mod rio;
 pub mod serial;
 pub mod start_info;
 pub mod tsc;
 pub mod virtio;
+pub mod virtio_blk;
 
 use spin::Once;
 
@@ -33,6 +35,8 @@ static CMDLINE: Once<&'static str> = Once::new();
 unsafe extern "Rust" {
     /// Defined by the image crate through [`crate::image!`].
     safe fn __rootstock_image_main() -> i32;
+    /// Bytes of Rio region the image asked for (0: none), from [`crate::image!`].
+    safe static __ROOTSTOCK_RIO_BYTES: u64;
 }
 
 /// The kernel command line (`-append`).
@@ -73,7 +77,16 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
 
     let layout = boot::layout();
     let mut frames = info.memory.free_frames(MIB, (layout.start, layout.end));
-    paging::init(&layout, info.memory.ram_top(), &mut frames);
+    let rio = rio::placement(info.memory.ram_top(), __ROOTSTOCK_RIO_BYTES);
+    if let Some((start, end)) = rio {
+        frames.reserve(start, end);
+    }
+    paging::init(
+        &layout,
+        info.memory.ram_top(),
+        rio.unwrap_or((0, 0)),
+        &mut frames,
+    );
     let largest = frames
         .ranges()
         .iter()
@@ -92,6 +105,9 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     log::info!(target: "boot", "{} MiB RAM, image {:#x}..{:#x}, heap {} KiB, {} KiB free frames",
         info.memory.ram_bytes() / MIB, layout.start, layout.end, heap_size / 1024, free / 1024);
 
+    if let Some((start, end)) = rio {
+        rio::adopt(start, end);
+    }
     apic::init();
     let lines = ioapic::init();
     log::debug!(target: "boot", "I/O APIC with {lines} lines");
@@ -144,4 +160,13 @@ pub fn cycles_since_entry() -> u64 {
 /// Converts TSC cycles to nanoseconds (calibrating if needed).
 pub fn cycles_to_ns(cycles: u64) -> u64 {
     calibration().tsc_to_ns(cycles)
+}
+
+/// Ends the image after a fatal error: a warm reboot if it keeps a Rio
+/// region (the crash must not lose it), otherwise exit with `code`.
+pub fn crash(code: crate::ExitCode) -> ! {
+    if rio::warm_reboot_enabled() {
+        rio::warm_reboot()
+    }
+    exit::exit(code as u8)
 }

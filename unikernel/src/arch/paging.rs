@@ -31,7 +31,7 @@ const GIB: u64 = 1 << 30;
 static ROOT: AtomicU64 = AtomicU64::new(0);
 static NX: AtomicBool = AtomicBool::new(false);
 
-fn no_execute() -> Flags {
+pub(crate) fn no_execute() -> Flags {
     if NX.load(Ordering::Relaxed) {
         Flags::NO_EXECUTE
     } else {
@@ -82,7 +82,14 @@ fn kernel_flags(layout: &ImageLayout, address: u64) -> Option<Flags> {
 }
 
 /// Builds the kernel's page tables for `[0, ram_top)` and switches to them.
-pub fn init(layout: &ImageLayout, ram_top: u64, frames: &mut FrameAllocator) {
+/// `read_only` (2 MiB-aligned, possibly empty) is mapped without write
+/// access: the Rio region.
+pub fn init(
+    layout: &ImageLayout,
+    ram_top: u64,
+    read_only: (u64, u64),
+    frames: &mut FrameAllocator,
+) {
     let nx_supported = core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 20) != 0;
     if nx_supported {
         // SAFETY: NX is supported (CPUID), so setting EFER.NXE is valid; the
@@ -118,7 +125,10 @@ pub fn init(layout: &ImageLayout, ram_top: u64, frames: &mut FrameAllocator) {
             }
             entry.set_addr(PhysAddr::new(address), Flags::PRESENT | Flags::WRITABLE);
         } else {
-            let flags = Flags::PRESENT | Flags::WRITABLE | Flags::HUGE_PAGE | no_execute();
+            let mut flags = Flags::PRESENT | Flags::HUGE_PAGE | no_execute();
+            if !(read_only.0..read_only.1).contains(&chunk) {
+                flags |= Flags::WRITABLE;
+            }
             entry.set_addr(PhysAddr::new(chunk), flags);
         }
         chunk += LARGE;
@@ -131,7 +141,7 @@ pub fn init(layout: &ImageLayout, ram_top: u64, frames: &mut FrameAllocator) {
     unsafe { Cr3::write(root_frame, Cr3Flags::empty()) };
 }
 
-fn mapper() -> OffsetPageTable<'static> {
+pub(crate) fn mapper() -> OffsetPageTable<'static> {
     let root = ROOT.load(Ordering::Acquire);
     assert!(root != 0, "paging is not initialised");
     // SAFETY: ROOT is the active PML4 (identity-mapped, so offset 0), and
