@@ -50,15 +50,6 @@ pub fn subsystem(target: &str) -> &str {
     target.split("::").next().unwrap_or(target)
 }
 
-/// Parses `loglevel=` from a kernel command line.
-pub fn level_from_cmdline(cmdline: &str) -> log::LevelFilter {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|arg| arg.strip_prefix("loglevel="))
-        .and_then(|level| level.parse().ok())
-        .unwrap_or(log::LevelFilter::Info)
-}
-
 /// Writes one kernel log line through `out`.
 pub fn format_line(
     out: &mut impl Write,
@@ -134,18 +125,5 @@ mod tests {
             "[rootstock     1.234567 INFO ] memory: hello 7\n"
         );
         assert_eq!(line(None), "[rootstock INFO ] memory: hello 7\n");
-    }
-
-    #[test]
-    fn loglevel_comes_from_the_command_line() {
-        assert_eq!(level_from_cmdline(""), log::LevelFilter::Info);
-        assert_eq!(
-            level_from_cmdline("panic loglevel=debug"),
-            log::LevelFilter::Debug
-        );
-        assert_eq!(
-            level_from_cmdline("loglevel=nonsense"),
-            log::LevelFilter::Info
-        );
     }
 }

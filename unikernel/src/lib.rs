@@ -30,6 +30,7 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 pub mod arch;
+pub mod cmdline;
 pub mod console;
 pub mod memory;
 pub mod panic;

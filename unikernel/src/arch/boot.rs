@@ -165,17 +165,7 @@ unsafe extern "C" {
     static __stack_top: u8;
 }
 
-/// Physical extents of the loaded image, from the linker script.
-#[derive(Clone, Copy, Debug)]
-pub struct ImageLayout {
-    pub start: u64,
-    pub text: (u64, u64),
-    pub rodata: (u64, u64),
-    pub data_start: u64,
-    pub stack_guard: u64,
-    pub stack: (u64, u64),
-    pub end: u64,
-}
+pub use crate::memory::layout::ImageLayout;
 
 /// Where the linker put the kernel's sections.
 pub fn layout() -> ImageLayout {

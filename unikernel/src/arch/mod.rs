@@ -70,14 +70,26 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     serial::init();
     let info = start_info::read(u64::from(start_info));
     CMDLINE.call_once(|| info.cmdline);
-    crate::console::init(crate::console::level_from_cmdline(info.cmdline));
+    crate::console::init(crate::cmdline::log_level(info.cmdline));
     log::debug!(target: "boot", "command line: {:?}", info.cmdline);
     gdt::init();
     interrupts::init();
 
     let layout = boot::layout();
     let mut frames = info.memory.free_frames(MIB, (layout.start, layout.end));
-    let rio = rio::placement(info.memory.ram_top(), __ROOTSTOCK_RIO_BYTES);
+    let rio = crate::memory::layout::rio_placement(
+        info.memory.ram_top(),
+        __ROOTSTOCK_RIO_BYTES,
+        layout
+            .end
+            .next_multiple_of(crate::memory::layout::RIO_ALIGN),
+    );
+    if rio.is_none() && __ROOTSTOCK_RIO_BYTES != 0 {
+        panic!(
+            "the image wants a {} KiB Rio region but RAM is too small; give it more (--mem)",
+            __ROOTSTOCK_RIO_BYTES / 1024
+        );
+    }
     if let Some((start, end)) = rio {
         frames.reserve(start, end);
     }

@@ -23,6 +23,7 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::boot::ImageLayout;
+use crate::memory::layout::Protection;
 use crate::memory::{FRAME_SIZE, FrameAllocator};
 
 const LARGE: u64 = 2 << 20;
@@ -69,15 +70,11 @@ fn table(frames: &mut FrameAllocator) -> (u64, &'static mut PageTable) {
 }
 
 fn kernel_flags(layout: &ImageLayout, address: u64) -> Option<Flags> {
-    let rw = Flags::PRESENT | Flags::WRITABLE | no_execute();
-    if address == 0 || (layout.stack_guard..layout.stack.0).contains(&address) {
-        None
-    } else if (layout.text.0..layout.text.1).contains(&address) {
-        Some(Flags::PRESENT)
-    } else if (layout.rodata.0..layout.rodata.1).contains(&address) {
-        Some(Flags::PRESENT | no_execute())
-    } else {
-        Some(rw)
+    match layout.protection(address) {
+        Protection::Unmapped => None,
+        Protection::ReadExecute => Some(Flags::PRESENT),
+        Protection::ReadOnly => Some(Flags::PRESENT | no_execute()),
+        Protection::ReadWrite => Some(Flags::PRESENT | Flags::WRITABLE | no_execute()),
     }
 }
 

@@ -26,8 +26,7 @@ use x86_64::structures::paging::{Mapper, Page, PageTableFlags as Flags, Size2MiB
 
 use crate::sync::critical;
 
-/// Region granularity (one large page).
-pub const ALIGN: u64 = 2 << 20;
+pub use crate::memory::layout::RIO_ALIGN as ALIGN;
 const HEADER: usize = 4096;
 const MAGIC: u64 = 0x5249_4f5f_5245_4731; // "RIO_REG1"
 
@@ -52,17 +51,6 @@ static REGION: Once<ProtectedRegion> = Once::new();
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static WARM_REBOOTS: AtomicU64 = AtomicU64::new(0);
 static BOOTS: AtomicU64 = AtomicU64::new(0);
-
-/// Where the region goes for `size` bytes below `ram_top`: 2 MiB-aligned.
-pub fn placement(ram_top: u64, size: u64) -> Option<(u64, u64)> {
-    if size == 0 {
-        return None;
-    }
-    let size = size.next_multiple_of(ALIGN);
-    let end = ram_top & !(ALIGN - 1);
-    let start = end.checked_sub(size)?;
-    Some((start, end))
-}
 
 /// Adopts the region at `[start, end)` (already reserved and mapped
 /// read-only by the boot code) and updates its header.

@@ -76,27 +76,6 @@ pub struct VirtioDevice {
     pub address: u64,
 }
 
-/// Parses `virtio_mmio.device=<size>@<address>:<gsi>` entries.
-fn from_cmdline(cmdline: &str) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
-    cmdline.split_ascii_whitespace().filter_map(|arg| {
-        let spec = arg.strip_prefix("virtio_mmio.device=")?;
-        let (size, rest) = spec.split_once('@')?;
-        let (address, gsi) = rest.split_once(':')?;
-        let size = parse_size(size)?;
-        let address = u64::from_str_radix(address.trim_start_matches("0x"), 16).ok()?;
-        Some((address, size, gsi.parse().ok()?))
-    })
-}
-
-fn parse_size(text: &str) -> Option<u64> {
-    let (digits, scale) = match text.as_bytes().last()? {
-        b'K' | b'k' => (&text[..text.len() - 1], 1024),
-        b'M' | b'm' => (&text[..text.len() - 1], 1 << 20),
-        _ => (text, 1),
-    };
-    digits.parse::<u64>().ok().map(|n| n * scale)
-}
-
 fn probe(address: u64, size: u64, gsi: u32) -> Option<VirtioDevice> {
     super::paging::map_mmio(address, size);
     let header = NonNull::new(address as *mut VirtIOHeader)?;
@@ -116,10 +95,12 @@ fn probe(address: u64, size: u64, gsi: u32) -> Option<VirtioDevice> {
 /// Every virtio device present, each probed once.
 pub fn discover() -> alloc::vec::Vec<VirtioDevice> {
     let cmdline = super::cmdline();
-    let mut devices: alloc::vec::Vec<VirtioDevice> = from_cmdline(cmdline)
-        .filter_map(|(a, s, g)| probe(a, s, g))
+    let mut devices: alloc::vec::Vec<VirtioDevice> = crate::cmdline::virtio_mmio_devices(cmdline)
+        .filter_map(|d| probe(d.address, d.size, d.gsi))
         .collect();
     if devices.is_empty() && !cmdline.contains("virtio_mmio.device=") {
+        log::debug!(target: "virtio", "no virtio_mmio.device= on the command line: scanning \
+            (interrupt lines are guessed; run microvm with acpi=off, as cargo xtask does)");
         devices = (0..MMIO_SLOTS)
             .filter_map(|n| probe(MMIO_BASE + n * MMIO_SLOT, MMIO_SLOT, FIRST_GSI + n as u32))
             .collect();

@@ -5,6 +5,7 @@ pub mod frames;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 pub mod heap;
+pub mod layout;
 
 pub use frames::{FRAME_SIZE, FrameAllocator, FrameError};
 
