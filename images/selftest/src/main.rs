@@ -4,6 +4,8 @@
 //!   scheduling order), then `selftest: ok` and status 0;
 //! - `panic`: panics on purpose (status 101, file and line reported);
 //! - `pagefault`: writes to an unmapped address (status 102, #PF report);
+//! - `overflow`: recurses until the kernel stack overflows into its guard
+//!   page (status 102, a double-fault report that says so);
 //! - `oom`: allocates until the heap is exhausted (status 101, "out of memory");
 //! - `devices`: lists the virtio devices found;
 //! - `exit=N`: returns N from main.
@@ -36,6 +38,10 @@ async fn main() -> i32 {
             println!("selftest: the write did not fault");
             1
         }
+        "overflow" => {
+            println!("selftest: recursing until the stack overflows");
+            i32::from(recurse(0, &mut [0; 64]) == 0)
+        }
         "oom" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
@@ -62,6 +68,17 @@ async fn main() -> i32 {
             }
         },
     }
+}
+
+/// Uses stack without bound (the optimiser cannot turn it into a loop:
+/// each frame's buffer is observed after the recursive call).
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64, buffer: &mut [u64; 64]) -> u64 {
+    let mut local = [depth; 64];
+    let below = recurse(depth + 1, &mut local);
+    buffer[0] = buffer[0].wrapping_add(below);
+    core::hint::black_box(&local)[(depth % 64) as usize] ^ below
 }
 
 fn check(ok: bool, what: &str) -> bool {

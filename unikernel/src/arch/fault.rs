@@ -64,16 +64,16 @@ pub fn report(frame: &TrapFrame, cr2: u64) -> ! {
     let (short, name) = NAMES[vector % 32];
     log::error!(target: "cpu",
         "CPU exception {short} {name} (vector {vector}), error code {:#x}", frame.error_code);
+    let layout = super::boot::layout();
+    let in_guard = (layout.stack_guard..layout.stack.0).contains(&cr2);
     if vector == 14 {
         let (access, why, mode) = page_fault_cause(frame.error_code);
         log::error!(target: "cpu", "faulting address (CR2): {cr2:#018x} ({access}, {why}, {mode})");
-        let layout = super::boot::layout();
-        if (layout.stack_guard..layout.stack.0).contains(&cr2) {
-            log::error!(target: "cpu", "the address is the boot stack's guard page: kernel stack overflow");
-        }
     } else if vector == 8 {
-        log::error!(target: "cpu", "a fault occurred while delivering a fault (CR2 {cr2:#018x}); \
-            a kernel stack overflow is the usual cause");
+        log::error!(target: "cpu", "a fault occurred while delivering a fault; CR2 {cr2:#018x}");
+    }
+    if (vector == 14 || vector == 8) && in_guard {
+        log::error!(target: "cpu", "CR2 is in the boot stack's guard page: kernel stack overflow");
     }
     log::error!(target: "cpu", "rip {:#018x}  cs {:#06x}  rflags {:#010x}  rsp {:#018x}  ss {:#06x}",
         frame.rip, frame.cs, frame.rflags, frame.rsp, frame.ss);
