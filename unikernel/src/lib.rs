@@ -34,6 +34,7 @@ pub mod cmdline;
 pub mod console;
 pub mod memory;
 pub mod panic;
+pub mod slab;
 pub mod sync;
 pub mod task;
 pub mod time;

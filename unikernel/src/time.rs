@@ -11,6 +11,8 @@ use alloc::collections::BinaryHeap;
 use core::cmp::Reverse;
 use core::task::Waker;
 
+use crate::slab::Slab;
+
 /// Clock rates measured at calibration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Calibration {
@@ -81,47 +83,46 @@ pub fn now() -> Instant {
     crate::arch::clock_now()
 }
 
+/// Identifies a pending timer.
+pub type TimerId = crate::slab::Key;
+
 /// Timers waiting for their deadline, earliest first.
 #[derive(Default)]
 pub struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    wakers: alloc::collections::BTreeMap<u64, Waker>,
-    next_id: u64,
+    heap: BinaryHeap<Reverse<(Instant, TimerId)>>,
+    wakers: Slab<Waker>,
 }
 
 impl TimerQueue {
     pub const fn new() -> Self {
         TimerQueue {
             heap: BinaryHeap::new(),
-            wakers: alloc::collections::BTreeMap::new(),
-            next_id: 0,
+            wakers: Slab::new(),
         }
     }
 
     /// Registers `waker` to be woken at `deadline`; returns the timer's id.
-    pub fn insert(&mut self, deadline: Instant, waker: Waker) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+    pub fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerId {
+        let id = self.wakers.insert(waker);
         self.heap.push(Reverse((deadline, id)));
-        self.wakers.insert(id, waker);
         id
     }
 
     /// Replaces the waker of a pending timer (a re-polled sleep).
-    pub fn update(&mut self, id: u64, waker: &Waker) {
-        if let Some(slot) = self.wakers.get_mut(&id) {
+    pub fn update(&mut self, id: TimerId, waker: &Waker) {
+        if let Some(slot) = self.wakers.get_mut(id) {
             slot.clone_from(waker);
         }
     }
 
     /// Forgets a timer (its future was dropped early).
-    pub fn cancel(&mut self, id: u64) {
-        self.wakers.remove(&id);
+    pub fn cancel(&mut self, id: TimerId) {
+        self.wakers.remove(id);
     }
 
     /// Whether timer `id` is still pending.
-    pub fn is_pending(&self, id: u64) -> bool {
-        self.wakers.contains_key(&id)
+    pub fn is_pending(&self, id: TimerId) -> bool {
+        self.wakers.contains(id)
     }
 
     /// Wakes every timer due at `now`; returns how many fired.
@@ -132,7 +133,7 @@ impl TimerQueue {
                 break;
             }
             self.heap.pop();
-            if let Some(waker) = self.wakers.remove(&id) {
+            if let Some(waker) = self.wakers.remove(id) {
                 waker.wake();
                 fired += 1;
             }
@@ -143,7 +144,7 @@ impl TimerQueue {
     /// The earliest pending deadline.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(&Reverse((deadline, id))) = self.heap.peek() {
-            if self.wakers.contains_key(&id) {
+            if self.wakers.contains(id) {
                 return Some(deadline);
             }
             self.heap.pop(); // cancelled

@@ -71,7 +71,7 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     let info = start_info::read(u64::from(start_info));
     CMDLINE.call_once(|| info.cmdline);
     crate::console::init(crate::cmdline::log_level(info.cmdline));
-    log::debug!(target: "boot", "command line: {:?}", info.cmdline);
+    log::debug!(target: "boot", "command line: {}", info.cmdline);
     gdt::init();
     interrupts::init();
 

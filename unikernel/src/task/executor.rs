@@ -24,6 +24,7 @@ use core::task::{Context, Waker};
 
 use super::TaskId;
 use super::policy::{SchedPolicy, TaskMeta};
+use crate::slab::Slab;
 use crate::time::{Instant, TimerQueue};
 
 /// What the executor needs from the machine.
@@ -41,14 +42,12 @@ pub(crate) struct NewTask {
     pub future: BoxedTask,
     pub priority: u8,
     pub name: &'static str,
-    pub id: TaskId,
 }
 
 crate::cpu_local! {
     static SPAWNED: VecDeque<NewTask> = VecDeque::new();
     static WOKEN: VecDeque<TaskId> = VecDeque::new();
     static TIMERS: TimerQueue = TimerQueue::new();
-    static NEXT_ID: u32 = 0;
 }
 
 /// Whether any task was spawned or woken and not yet admitted.
@@ -57,17 +56,11 @@ pub fn has_pending_work() -> bool {
         || crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| !w.is_empty())
 }
 
-pub(crate) fn fresh_id() -> TaskId {
-    crate::cpu_local_with!(NEXT_ID, |next: &mut u32| {
-        *next = next.wrapping_add(1);
-        TaskId::new(*next, 0)
-    })
-}
-
 fn wake_id(id: TaskId) {
     crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| w.push_back(id));
 }
 
+/// Queues a new task for the executor.
 pub(crate) fn push_spawned(task: NewTask) {
     crate::cpu_local_with!(SPAWNED, |s: &mut VecDeque<NewTask>| s.push_back(task));
 }
@@ -109,7 +102,7 @@ pub struct ExecutorStats {
 /// Runs tasks under policy `P` until `main` completes.
 pub struct Executor<P: SchedPolicy> {
     policy: P,
-    tasks: alloc::collections::BTreeMap<TaskId, Task>,
+    tasks: Slab<Task>,
     seq: u64,
     stats: ExecutorStats,
 }
@@ -131,7 +124,7 @@ impl<P: SchedPolicy> Executor<P> {
     }
 
     fn make_ready(&mut self, id: TaskId) {
-        if let Some(task) = self.tasks.get_mut(&id)
+        if let Some(task) = self.tasks.get_mut(id.key())
             && !task.queued
         {
             task.queued = true;
@@ -145,24 +138,22 @@ impl<P: SchedPolicy> Executor<P> {
         let spawned: Vec<NewTask> =
             crate::cpu_local_with!(SPAWNED, |s: &mut VecDeque<NewTask>| s.drain(..).collect());
         for new in spawned {
+            let id = TaskId::from_key(self.tasks.next_key());
             let meta = TaskMeta {
-                id: new.id,
+                id,
                 priority: new.priority,
                 seq: 0,
                 name: new.name,
             };
-            let waker = Waker::from(Arc::new(TaskWaker(new.id)));
-            self.tasks.insert(
-                new.id,
-                Task {
-                    future: new.future,
-                    meta,
-                    waker,
-                    queued: false,
-                },
-            );
+            let waker = Waker::from(Arc::new(TaskWaker(id)));
+            self.tasks.insert(Task {
+                future: new.future,
+                meta,
+                waker,
+                queued: false,
+            });
             self.stats.spawned += 1;
-            self.make_ready(new.id);
+            self.make_ready(id);
         }
         let woken: Vec<TaskId> =
             crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| w.drain(..).collect());
@@ -172,14 +163,14 @@ impl<P: SchedPolicy> Executor<P> {
     }
 
     fn poll_one(&mut self, id: TaskId) {
-        let Some(task) = self.tasks.get_mut(&id) else {
+        let Some(task) = self.tasks.get_mut(id.key()) else {
             return;
         };
         task.queued = false;
         let mut cx = Context::from_waker(&task.waker);
         self.stats.polls += 1;
         if task.future.as_mut().poll(&mut cx).is_ready() {
-            self.tasks.remove(&id);
+            self.tasks.remove(id.key());
             self.stats.completed += 1;
         }
     }

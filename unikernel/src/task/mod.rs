@@ -23,24 +23,24 @@ use spin::Mutex;
 
 use crate::sync::critical;
 use crate::time::{Duration, Instant};
-use executor::{NewTask, fresh_id, push_spawned, with_timers};
+use executor::{NewTask, push_spawned, with_timers};
 
-/// Identifies a task for the life of the image.
+/// Identifies a task; never confused with a later task in the same slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TaskId(u64);
+pub struct TaskId(crate::slab::Key);
 
 impl TaskId {
     pub const fn new(index: u32, generation: u32) -> TaskId {
-        TaskId(((generation as u64) << 32) | index as u64)
+        TaskId(crate::slab::Key { index, generation })
     }
     pub const fn index(self) -> u32 {
-        self.0 as u32
+        self.0.index
     }
-    pub const fn raw(self) -> u64 {
+    pub const fn key(self) -> crate::slab::Key {
         self.0
     }
-    pub const fn from_raw(raw: u64) -> TaskId {
-        TaskId(raw)
+    pub const fn from_key(key: crate::slab::Key) -> TaskId {
+        TaskId(key)
     }
 }
 
@@ -114,15 +114,12 @@ impl Builder {
                 waker.wake();
             }
         };
-        let id = fresh_id();
-        let new = NewTask {
+        push_spawned(NewTask {
             future: Box::pin(task),
             priority: self.priority,
             name: self.name,
-            id,
-        };
-        push_spawned(new);
-        JoinHandle { state, id }
+        });
+        JoinHandle { state }
     }
 }
 
@@ -139,14 +136,9 @@ struct JoinState<T> {
 /// Awaits a task's output. Dropping the handle detaches the task.
 pub struct JoinHandle<T> {
     state: Arc<Mutex<JoinState<T>>>,
-    id: TaskId,
 }
 
 impl<T> JoinHandle<T> {
-    pub fn id(&self) -> TaskId {
-        self.id
-    }
-
     /// The output, if the task has finished (taken once).
     pub fn try_take(&self) -> Option<T> {
         critical(|| self.state.lock().output.take())
@@ -187,7 +179,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 
 enum SleepTimer {
     Unregistered(Instant),
-    Registered(u64),
+    Registered(crate::time::TimerId),
 }
 
 /// The future returned by [`sleep`].
