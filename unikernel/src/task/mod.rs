@@ -11,7 +11,9 @@ mod executor;
 mod policy;
 
 pub use executor::{Executor, ExecutorStats, Platform, has_pending_work};
-pub use policy::{Fifo, Priority, SchedPolicy, TaskMeta};
+pub use policy::{
+    Fifo, Overridable, PickOverride, Priority, SchedPolicy, TaskMeta, set_pick_override,
+};
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
