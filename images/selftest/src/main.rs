@@ -8,6 +8,7 @@
 //!   page (status 102, a double-fault report that says so);
 //! - `oom`: allocates until the heap is exhausted (status 101, "out of memory");
 //! - `devices`: lists the virtio devices found;
+//! - `sleep=MS`: sleeps MS milliseconds (an idle image: the CPU halts);
 //! - `exit=N`: returns N from main.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
@@ -29,7 +30,7 @@ async fn main() -> i32 {
     let cmdline = unikernel::cmdline();
     let mode = cmdline
         .split_ascii_whitespace()
-        .find(|a| !a.contains('=') || a.starts_with("exit="));
+        .find(|a| !a.contains('=') || a.starts_with("exit=") || a.starts_with("sleep="));
     match mode.unwrap_or("ok") {
         "panic" => panic!("selftest: deliberate panic"),
         "pagefault" => {
@@ -58,6 +59,12 @@ async fn main() -> i32 {
                     device.kind, device.address, device.gsi
                 );
             }
+            0
+        }
+        other if other.starts_with("sleep=") => {
+            let ms = other["sleep=".len()..].parse().unwrap_or(1000);
+            task::sleep(Duration::from_millis(ms)).await;
+            println!("selftest: slept {ms} ms");
             0
         }
         other => match other.strip_prefix("exit=").and_then(|n| n.parse().ok()) {
