@@ -1,1 +1,190 @@
-fn main() {}
+//! `cargo xtask`: the one way in to building, running, testing and
+//! measuring Rootstock images.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use xtask::qemu::{Accel, Outcome, Qemu};
+use xtask::{images, setup};
+
+#[derive(Parser)]
+#[command(about = "Build, run, test and measure Rootstock images")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: rustup targets, QEMU and client tools (Debian packages).
+    Setup,
+    /// Build an image; prints the ELF's path and size.
+    Build {
+        /// The image (a crate under images/).
+        image: String,
+        /// Optimised build (what the benchmarks measure).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build and boot an image under QEMU; the console is this terminal, the exit status the image's.
+    Run {
+        image: String,
+        #[arg(long)]
+        release: bool,
+        /// auto: KVM only with hardware KVM (kvm_intel/kvm_amd), TCG otherwise.
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: Accel,
+        /// Guest memory (QEMU syntax: 32M, 1G).
+        #[arg(long, default_value = "32M")]
+        mem: String,
+        /// Start QEMU's gdb stub and wait for a debugger.
+        #[arg(long)]
+        gdb: bool,
+        /// Kernel command line (e.g. loglevel=debug).
+        #[arg(long, default_value = "")]
+        append: String,
+        /// Forward a host TCP port to the guest: HOST:GUEST (repeatable).
+        #[arg(short = 'p', long = "publish", value_parser = parse_forward)]
+        publish: Vec<(u16, u16)>,
+        /// Attach a raw disk image (created, 64 MiB, on first use).
+        #[arg(long)]
+        disk: Option<PathBuf>,
+    },
+    /// Run every test: host unit tests and the integration tests that boot images.
+    Test,
+    /// Compile the graft modules to WebAssembly.
+    Grafts {
+        #[arg(long)]
+        release: bool,
+    },
+}
+
+fn parse_forward(text: &str) -> Result<(u16, u16), String> {
+    let (host, guest) = text
+        .split_once(':')
+        .ok_or("expected HOST:GUEST, e.g. 8080:80")?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("`{p}` is not a port number"))
+    };
+    Ok((port(host)?, port(guest)?))
+}
+
+fn cargo() -> Command {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.current_dir(xtask::root());
+    cargo
+}
+
+fn build(image: &str, release: bool) -> anyhow::Result<PathBuf> {
+    setup::targets()?;
+    let elf = images::build(&[image.to_string()], release, None)?.remove(0);
+    let size = std::fs::metadata(&elf)?.len();
+    let stripped = images::stripped_size(&elf).map(|s| format!(", {} KiB stripped", s / 1024));
+    eprintln!(
+        "image: {} ({} KiB{})",
+        elf.display(),
+        size / 1024,
+        stripped.unwrap_or_default()
+    );
+    Ok(elf)
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<i32> {
+    match cmd {
+        Cmd::Setup => setup::all().map(|()| 0),
+        Cmd::Build { image, release } => {
+            let elf = build(&image, release)?;
+            println!("{}", elf.display());
+            Ok(0)
+        }
+        Cmd::Run {
+            image,
+            release,
+            accel,
+            mem,
+            gdb,
+            append,
+            publish,
+            disk,
+        } => {
+            setup::tools(&["qemu-system-x86_64"])?;
+            let elf = build(&image, release)?;
+            let (accel, why) = accel.resolve();
+            eprintln!("run: accel {} ({why})", accel.name());
+            if let Some(disk) = &disk
+                && !disk.exists()
+            {
+                setup::tools(&["qemu-img"])?;
+                let status = Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "raw"])
+                    .arg(disk)
+                    .arg("64M")
+                    .status()
+                    .context("cannot run qemu-img")?;
+                if !status.success() {
+                    bail!("could not create disk image {}", disk.display());
+                }
+                eprintln!("run: created disk {} (64 MiB)", disk.display());
+            }
+            let mut qemu = Qemu::new(&elf);
+            qemu.accel = accel;
+            qemu.memory = mem;
+            qemu.append = append;
+            qemu.forwards = publish.clone();
+            qemu.disk = disk;
+            qemu.gdb = gdb;
+            if gdb {
+                eprintln!(
+                    "run: waiting for gdb: gdb {} -ex 'target remote :1234'",
+                    elf.display()
+                );
+            }
+            for (host, guest) in &publish {
+                eprintln!("run: guest port {guest} at http://localhost:{host}/");
+            }
+            let status = qemu
+                .command()?
+                .status()
+                .context("cannot start qemu-system-x86_64")?;
+            let outcome = Outcome::from_qemu(status.code());
+            if let Some(text) = outcome.explain() {
+                eprintln!("run: {text}");
+            }
+            Ok(outcome.status())
+        }
+        Cmd::Test => {
+            setup::all()?;
+            let all = images::all()?;
+            eprintln!("test: [1/2] building images: {}", all.join(", "));
+            images::build(&all, false, None)?;
+            eprintln!(
+                "test: [2/2] cargo test --workspace (host unit tests, then QEMU integration tests)"
+            );
+            let status = cargo().args(["test", "--workspace"]).status()?;
+            if !status.success() {
+                bail!("tests failed");
+            }
+            eprintln!("test: all passed");
+            Ok(0)
+        }
+        Cmd::Grafts { release } => {
+            for module in xtask::grafts::build_modules(release)? {
+                println!("{}", module.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(status) => ExitCode::from(status.clamp(0, 255) as u8),
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

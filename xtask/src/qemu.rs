@@ -1,0 +1,192 @@
+//! Launching images under QEMU, one configuration for `run`, the tests and
+//! the benchmarks: `-M microvm,acpi=off` (PVH boot; virtio-mmio devices
+//! announced on the kernel command line), COM1 on stdio, `isa-debug-exit`
+//! for the exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::bail;
+
+/// Which accelerator to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    /// KVM if the host has hardware KVM (kvm_intel/kvm_amd), TCG otherwise.
+    Auto,
+    /// Software emulation.
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+}
+
+impl Accel {
+    /// Resolves `Auto`; returns the choice and why.
+    pub fn resolve(self) -> (Accel, &'static str) {
+        match self {
+            Accel::Auto if hardware_kvm() => (Accel::Kvm, "hardware KVM is available"),
+            Accel::Auto => (Accel::Tcg, "no hardware KVM (kvm_intel/kvm_amd not loaded)"),
+            other => (other, "forced"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            _ => "tcg",
+        }
+    }
+}
+
+/// Whether the host has hardware KVM (not a software-nested one).
+pub fn hardware_kvm() -> bool {
+    let module =
+        Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists();
+    module
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok()
+}
+
+/// How an image ended, decoded from QEMU's exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `main` returned this status.
+    Exited(u8),
+    /// Kernel panic (status 101).
+    Panic,
+    /// Unhandled CPU exception (status 102).
+    Exception,
+    /// QEMU exited without a status from the image (reset, triple fault).
+    NoStatus,
+    /// QEMU itself failed (bad arguments, killed).
+    QemuFailed(Option<i32>),
+}
+
+impl Outcome {
+    pub fn from_qemu(code: Option<i32>) -> Outcome {
+        match code {
+            Some(0) => Outcome::NoStatus,
+            Some(c) if c & 1 == 1 && (1..=255).contains(&c) => match (c - 1) / 2 {
+                101 => Outcome::Panic,
+                102 => Outcome::Exception,
+                status => Outcome::Exited(status as u8),
+            },
+            other => Outcome::QemuFailed(other),
+        }
+    }
+
+    /// The status `cargo xtask run` exits with.
+    pub fn status(self) -> i32 {
+        match self {
+            Outcome::Exited(s) => i32::from(s),
+            Outcome::Panic => 101,
+            Outcome::Exception => 102,
+            Outcome::NoStatus => 103,
+            Outcome::QemuFailed(_) => 104,
+        }
+    }
+
+    /// A line for the user, if the outcome needs explaining.
+    pub fn explain(self) -> Option<String> {
+        match self {
+            Outcome::Exited(_) => None,
+            Outcome::Panic => {
+                Some("the kernel panicked (status 101); see the message above".into())
+            }
+            Outcome::Exception => {
+                Some("an unhandled CPU exception (status 102); see the report above".into())
+            }
+            Outcome::NoStatus => {
+                Some("the VM reset or powered off without reporting a status (status 103)".into())
+            }
+            Outcome::QemuFailed(code) => Some(format!("QEMU failed (exit {code:?}; status 104)")),
+        }
+    }
+}
+
+/// A QEMU command line for one image.
+#[derive(Clone, Debug)]
+pub struct Qemu {
+    pub elf: PathBuf,
+    pub accel: Accel,
+    pub memory: String,
+    pub append: String,
+    /// (host port, guest port) TCP forwards; any forward adds a virtio-net device.
+    pub forwards: Vec<(u16, u16)>,
+    pub disk: Option<PathBuf>,
+    /// Exit on guest reset (off for images that warm-reboot).
+    pub no_reboot: bool,
+    pub gdb: bool,
+}
+
+impl Qemu {
+    pub fn new(elf: impl Into<PathBuf>) -> Qemu {
+        Qemu {
+            elf: elf.into(),
+            accel: Accel::Tcg,
+            memory: "32M".into(),
+            append: String::new(),
+            forwards: Vec::new(),
+            disk: None,
+            no_reboot: true,
+            gdb: false,
+        }
+    }
+
+    /// The `qemu-system-x86_64` command.
+    pub fn command(&self) -> anyhow::Result<Command> {
+        if !self.elf.exists() {
+            bail!(
+                "no image at {}; build it first (cargo xtask build)",
+                self.elf.display()
+            );
+        }
+        let mut qemu = Command::new("qemu-system-x86_64");
+        qemu.args([
+            "-M",
+            "microvm,acpi=off",
+            "-nodefaults",
+            "-no-user-config",
+            "-nographic",
+        ]);
+        match self.accel {
+            Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
+            _ => qemu.args(["-accel", "tcg", "-cpu", "max"]),
+        };
+        qemu.args(["-m", &self.memory, "-serial", "stdio"]);
+        qemu.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if self.no_reboot {
+            qemu.arg("-no-reboot");
+        }
+        if !self.forwards.is_empty() {
+            let forwards: String = self
+                .forwards
+                .iter()
+                .map(|(host, guest)| format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"))
+                .collect();
+            qemu.args(["-netdev", &format!("user,id=net0{forwards}")]);
+            qemu.args(["-device", "virtio-net-device,netdev=net0"]);
+        }
+        if let Some(disk) = &self.disk {
+            qemu.args([
+                "-drive",
+                &format!(
+                    "if=none,id=disk0,file={},format=raw,cache=none",
+                    disk.display()
+                ),
+            ]);
+            qemu.args(["-device", "virtio-blk-device,drive=disk0"]);
+        }
+        if self.gdb {
+            qemu.args(["-s", "-S"]);
+        }
+        qemu.arg("-kernel").arg(&self.elf);
+        if !self.append.is_empty() {
+            qemu.args(["-append", &self.append]);
+        }
+        qemu.stdin(Stdio::null());
+        Ok(qemu)
+    }
+}
