@@ -129,8 +129,9 @@ pub fn host_stub(image: &str) -> ! {
 /// bytes of crash-surviving memory the image wants (see `arch::rio`;
 /// default 0, none). `main` is an
 /// `async fn() -> i32`; its result is the image's exit status (0..=100).
-/// The image crate is `#![no_main]` (and `no_std` on the target): the
-/// kernel owns the entry point.
+/// The image crate is `#![cfg_attr(not(test), no_main)]` (and `no_std` on
+/// the target): the kernel owns the entry point; under `cargo test` the test
+/// harness does.
 #[macro_export]
 macro_rules! image {
     (main: $main:path $(,)?) => {
@@ -154,8 +155,9 @@ macro_rules! image {
         #[unsafe(no_mangle)]
         static __ROOTSTOCK_RIO_BYTES: u64 = $rio;
 
-        // Image crates are `#![no_main]`: on the host this is the C entry.
-        #[cfg(not(target_os = "none"))]
+        // Image crates are `#![no_main]`: on the host this is the C entry
+        // (in `cargo test` the test harness provides its own).
+        #[cfg(all(not(target_os = "none"), not(test)))]
         #[unsafe(export_name = "main")]
         extern "C" fn __rootstock_host_main(_argc: i32, _argv: *const *const u8) -> i32 {
             let _ = $main; // The image's main is type-checked on the host too.

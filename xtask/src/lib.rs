@@ -2,6 +2,7 @@
 //! the integration tests in `tests/` (building images, launching QEMU with
 //! the same configuration, decoding exit statuses).
 
+pub mod bench;
 pub mod grafts;
 pub mod images;
 pub mod qemu;

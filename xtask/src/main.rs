@@ -54,6 +54,17 @@ enum Cmd {
     },
     /// Run every test: host unit tests and the integration tests that boot images.
     Test,
+    /// Measure: sizes, boot time, graft overheads (reports in target/bench/).
+    Bench {
+        /// What to measure.
+        #[arg(value_enum, required = true)]
+        what: Vec<xtask::bench::What>,
+        /// Boots per system for `boot`.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: Accel,
+    },
     /// Compile the graft modules to WebAssembly.
     Grafts {
         #[arg(long)]
@@ -168,6 +179,18 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                 bail!("tests failed");
             }
             eprintln!("test: all passed");
+            Ok(0)
+        }
+        Cmd::Bench { what, runs, accel } => {
+            use xtask::bench::{What, boot, size};
+            setup::all()?;
+            for what in what {
+                match what {
+                    What::Size => size::run()?,
+                    What::Boot => boot::run(runs.max(1), accel)?,
+                    What::Grafts => xtask::grafts::bench()?,
+                }
+            }
             Ok(0)
         }
         Cmd::Grafts { release } => {

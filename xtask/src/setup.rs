@@ -75,6 +75,10 @@ pub fn tools(tools: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     let command = format!("apt-get install -y {}", missing.join(" "));
     if !is_root() {
         bail!("missing packages; run: sudo apt-get update && sudo {command}");
@@ -89,7 +93,7 @@ pub fn tools(tools: &[&str]) -> anyhow::Result<()> {
             .is_ok_and(|s| s.success())
     };
     let mut install = vec!["install", "-y", "-q"];
-    install.extend(&missing);
+    install.extend(missing);
     // A stale package list is the usual reason an install fails: refresh once.
     let installed = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
     if !installed {
@@ -103,4 +107,24 @@ pub fn all() -> anyhow::Result<()> {
     targets()?;
     let every: Vec<&str> = TOOLS.iter().map(|(tool, _)| *tool).collect();
     tools(&every)
+}
+
+/// Makes sure Debian `packages` are installed (by package, not by tool).
+pub fn packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
 }

@@ -9,7 +9,7 @@
 //!   counter unchanged and exits 0;
 //! - `disk`: writes, reads back and compares blocks on the virtio-blk disk.
 #![cfg_attr(target_os = "none", no_std)]
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 #![forbid(unsafe_code)]
 
 unikernel::image!(rio: 2 << 20, main: main);

@@ -11,7 +11,7 @@
 //! - `sleep=MS`: sleeps MS milliseconds (an idle image: the CPU halts);
 //! - `exit=N`: returns N from main.
 #![cfg_attr(target_os = "none", no_std)]
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

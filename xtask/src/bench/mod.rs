@@ -1,0 +1,45 @@
+//! `cargo xtask bench <what>...`: measurements, never pass/fail tests.
+//!
+//! Each benchmark writes Markdown and JSON (and an SVG plot where there is a
+//! distribution) under `target/bench/`, prints the reference figures from
+//! `shared/ANCHORS.md` beside ours, and checks its targets as PASS or MISS
+//! without failing the command on a miss. Every timing names its mode.
+
+pub mod boot;
+pub mod linux;
+pub mod report;
+pub mod size;
+
+use std::path::PathBuf;
+
+/// What can be measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// Stripped size of every image.
+    Size,
+    /// Launch → ready and guest entry → main, beside a Linux guest.
+    Boot,
+    /// Graft overheads (host side, VINO's table).
+    Grafts,
+}
+
+/// Where reports go.
+pub fn out_dir() -> PathBuf {
+    let dir = crate::root().join("target/bench");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Median and other order statistics of a sample.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// PASS or MISS.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
