@@ -114,7 +114,9 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     unsafe { crate::memory::heap::init(heap, heap_size) };
     let free = frames.free_bytes();
     *FRAMES.lock() = frames;
-    log::info!(target: "boot", "{} MiB RAM, image {:#x}..{:#x}, heap {} KiB, {} KiB free frames",
+    // Debug level: under emulation every console byte is a VM exit, and this
+    // line would otherwise be the largest part of entry → main.
+    log::debug!(target: "boot", "{} MiB RAM, image {:#x}..{:#x}, heap {} KiB, {} KiB free frames",
         info.memory.ram_bytes() / MIB, layout.start, layout.end, heap_size / 1024, free / 1024);
 
     if let Some((start, end)) = rio {
