@@ -1,3 +1,43 @@
-//! The graft runtime (not written yet).
+//! The graft runtime: safe hot extension of a running image.
+//!
+//! A **graft** is a WebAssembly module, run by `wasmi`, that replaces a
+//! policy (a *replace* graft point) or handles an event (an *event* point,
+//! with guards) in a running image. It follows VINO — every call is a
+//! **transaction**: state changes go through **accessors** ([`abi`]) that
+//! write undo records ([`state`]); a graft that runs out of fuel, traps,
+//! returns what the point's validator refuses, waits too long for a lock,
+//! exceeds a limit or calls an accessor it was not granted is aborted, its
+//! changes undone, its locks released and its allocations freed, and after
+//! `max_failures` it is unloaded (optionally restarted once first, as in
+//! Nooks) so the compiled-in policy serves again. SPIN's capabilities are
+//! checked at load time (every import must be granted) and again at run
+//! time; the Exokernel's visible revocation is [`Runtime::revoke`].
+//!
+//! One warm instance per graft: a call is a store refuel and a function
+//! call, not an instantiation. Time is passed in ([`state::Clock`]); the
+//! runtime never reads a global clock.
+//!
+//! This crate must never panic on a graft's behaviour or bytes: every
+//! misbehaviour becomes an [`AbortCause`] or a [`LoadError`].
+
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod abi;
+pub mod fault;
+pub mod point;
+pub mod runtime;
+pub mod sandbox;
+pub mod state;
+pub mod stats;
+
+pub use abi::{Capabilities, Capability};
+pub use fault::{AbortCause, Fault, FaultAction, FaultLog};
+pub use point::{Kind, PointSpec};
+pub use runtime::{GraftInfo, ManageError, Revocation, Runtime};
+pub use sandbox::LoadError;
+pub use state::{Clock, GraftId, HostState, Limits};
+pub use stats::GraftStats;
+pub use wasmi::{Val, ValType};

@@ -1,0 +1,207 @@
+//! The graft ABI: the one table of accessors a graft may import, with their
+//! WebAssembly signatures and the capability each needs. The loader checks
+//! every import against it; the linker defines exactly these; the SDK's
+//! bindings are written from it. Nothing else crosses the sandbox border.
+//!
+//! All accessors live in import module [`MODULE`]. Pointers and lengths are
+//! offsets into the graft's own linear memory and are bounds-checked; an
+//! out-of-range argument aborts the transaction ([`crate::AbortCause::BadArgument`]).
+//!
+//! | accessor | signature | capability | undo |
+//! |---|---|---|---|
+//! | `ctx_len` | `() -> i32` | `context` | — |
+//! | `ctx_read` | `(offset, ptr, len: i32) -> i32` | `context` | — |
+//! | `ctx_write` | `(offset, ptr, len: i32) -> i32` | `context-write` | old bytes |
+//! | `map_get` | `(map: i32, key: i64, default: i64) -> i64` | `maps` | — |
+//! | `map_put` | `(map: i32, key: i64, value: i64)` | `maps` | old entry |
+//! | `counter_add` | `(index: i32, delta: i64) -> i64` | `counters` | old value |
+//! | `lock` | `(id: i32)` | `locks` | released at commit/abort |
+//! | `buf_alloc` | `(bytes: i32) -> i32` | `buffers` | freed on abort/unload |
+//! | `buf_free` | `(handle: i32)` | `buffers` | — |
+//! | `now_ns` | `() -> i64` | `time` | — |
+//! | `log` | `(ptr, len: i32)` | `log` | — |
+//!
+//! Exports a graft provides: `graft_main` (the point's signature),
+//! optionally `graft_guard` (event points: same parameters, `-> i32`,
+//! non-zero to run) and `graft_revoke` (`()`, called on revocation).
+
+use wasmi::ValType;
+
+/// Import module of every accessor.
+pub const MODULE: &str = "rootstock";
+/// The entry point every graft exports.
+pub const MAIN: &str = "graft_main";
+/// An event handler's guard.
+pub const GUARD: &str = "graft_guard";
+/// Called (with a small fuel budget) before a graft is revoked.
+pub const REVOKE: &str = "graft_revoke";
+
+/// A right a graft can be granted at a point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    Context,
+    ContextWrite,
+    Maps,
+    Counters,
+    Locks,
+    Buffers,
+    Time,
+    Log,
+}
+
+/// A set of capabilities (a bit set).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities(u16);
+
+impl Capabilities {
+    pub const NONE: Capabilities = Capabilities(0);
+    pub const ALL: Capabilities = Capabilities(u16::MAX);
+
+    pub const fn with(self, capability: Capability) -> Capabilities {
+        Capabilities(self.0 | 1 << capability as u16)
+    }
+
+    pub const fn has(self, capability: Capability) -> bool {
+        self.0 & (1 << capability as u16) != 0
+    }
+
+    /// Both sets' rights (a point narrowing what the loader granted).
+    pub const fn intersect(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 & other.0)
+    }
+
+    /// From names such as `"context,maps,log"`; unknown names are errors.
+    pub fn parse(list: &str) -> Result<Capabilities, &str> {
+        let mut set = Capabilities::NONE;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let capability = match name {
+                "context" => Capability::Context,
+                "context-write" => Capability::ContextWrite,
+                "maps" => Capability::Maps,
+                "counters" => Capability::Counters,
+                "locks" => Capability::Locks,
+                "buffers" => Capability::Buffers,
+                "time" => Capability::Time,
+                "log" => Capability::Log,
+                other => return Err(other),
+            };
+            set = set.with(capability);
+        }
+        Ok(set)
+    }
+}
+
+/// One accessor's entry in the ABI table.
+#[derive(Clone, Copy, Debug)]
+pub struct Accessor {
+    pub name: &'static str,
+    pub params: &'static [ValType],
+    pub results: &'static [ValType],
+    pub capability: Capability,
+}
+
+use ValType::{I32, I64};
+
+/// Every accessor, in one place.
+pub const ACCESSORS: &[Accessor] = &[
+    Accessor {
+        name: "ctx_len",
+        params: &[],
+        results: &[I32],
+        capability: Capability::Context,
+    },
+    Accessor {
+        name: "ctx_read",
+        params: &[I32, I32, I32],
+        results: &[I32],
+        capability: Capability::Context,
+    },
+    Accessor {
+        name: "ctx_write",
+        params: &[I32, I32, I32],
+        results: &[I32],
+        capability: Capability::ContextWrite,
+    },
+    Accessor {
+        name: "map_get",
+        params: &[I32, I64, I64],
+        results: &[I64],
+        capability: Capability::Maps,
+    },
+    Accessor {
+        name: "map_put",
+        params: &[I32, I64, I64],
+        results: &[],
+        capability: Capability::Maps,
+    },
+    Accessor {
+        name: "counter_add",
+        params: &[I32, I64],
+        results: &[I64],
+        capability: Capability::Counters,
+    },
+    Accessor {
+        name: "lock",
+        params: &[I32],
+        results: &[],
+        capability: Capability::Locks,
+    },
+    Accessor {
+        name: "buf_alloc",
+        params: &[I32],
+        results: &[I32],
+        capability: Capability::Buffers,
+    },
+    Accessor {
+        name: "buf_free",
+        params: &[I32],
+        results: &[],
+        capability: Capability::Buffers,
+    },
+    Accessor {
+        name: "now_ns",
+        params: &[],
+        results: &[I64],
+        capability: Capability::Time,
+    },
+    Accessor {
+        name: "log",
+        params: &[I32, I32],
+        results: &[],
+        capability: Capability::Log,
+    },
+];
+
+/// The accessor named `name`, if any.
+pub fn accessor(name: &str) -> Option<&'static Accessor> {
+    ACCESSORS.iter().find(|a| a.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_sets_parse_intersect_and_refuse_unknown_names() {
+        let set = Capabilities::parse("context, maps,log").unwrap();
+        assert!(
+            set.has(Capability::Context) && set.has(Capability::Maps) && set.has(Capability::Log)
+        );
+        assert!(!set.has(Capability::Locks));
+        let narrowed = set.intersect(Capabilities::NONE.with(Capability::Maps));
+        assert!(narrowed.has(Capability::Maps) && !narrowed.has(Capability::Log));
+        assert_eq!(Capabilities::parse("context,root"), Err("root"));
+    }
+
+    #[test]
+    fn accessor_names_are_unique() {
+        for (i, a) in ACCESSORS.iter().enumerate() {
+            assert!(
+                ACCESSORS[i + 1..].iter().all(|b| b.name != a.name),
+                "{} twice",
+                a.name
+            );
+            assert_eq!(accessor(a.name).map(|x| x.name), Some(a.name));
+        }
+    }
+}
