@@ -169,10 +169,12 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Test => {
             setup::all()?;
             let all = images::all()?;
-            eprintln!("test: [1/2] building images: {}", all.join(", "));
+            eprintln!("test: [1/3] building images: {}", all.join(", "));
             images::build(&all, false, None)?;
+            eprintln!("test: [2/3] building grafts to WebAssembly");
+            xtask::grafts::build_modules(true)?;
             eprintln!(
-                "test: [2/2] cargo test --workspace (host unit tests, then QEMU integration tests)"
+                "test: [3/3] cargo test --workspace (host unit tests, then QEMU integration tests)"
             );
             let status = cargo().args(["test", "--workspace"]).status()?;
             if !status.success() {

@@ -1,0 +1,67 @@
+//! Packet filter for the `net.rx` event point: `graft_main(len) -> verdict`
+//! with the Ethernet frame as context; verdict 0 passes, 1 drops. The guard
+//! runs the handler only for IPv4/TCP; the handler drops segments to
+//! [`BLOCKED_PORT`] and counts them in host counter 0.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+#![forbid(unsafe_code)]
+
+use graft_sdk::{context_read, counter_add};
+
+/// The TCP destination port this filter blocks.
+pub const BLOCKED_PORT: u16 = 8081;
+
+/// Pass / drop verdicts of the `net.rx` point.
+pub const PASS: i32 = 0;
+pub const DROP: i32 = 1;
+
+/// Offset of the TCP header in an IPv4 frame with header length `ihl` words.
+fn tcp_offset(frame: &[u8; 34]) -> Option<usize> {
+    let is_ipv4 = frame[12] == 0x08 && frame[13] == 0x00;
+    let is_tcp = frame[23] == 6;
+    (is_ipv4 && is_tcp).then(|| 14 + usize::from(frame[14] & 0x0f) * 4)
+}
+
+fn header(len: i32) -> Option<[u8; 34]> {
+    (len >= 34).then(|| {
+        let mut head = [0u8; 34];
+        context_read(0, &mut head);
+        head
+    })
+}
+
+/// Decides on a TCP destination port (pure: tested on the host).
+pub fn verdict_for(port: u16) -> i32 {
+    if port == BLOCKED_PORT { DROP } else { PASS }
+}
+
+fn is_tcp(len: i32) -> bool {
+    header(len).and_then(|h| tcp_offset(&h)).is_some()
+}
+
+fn filter(len: i32) -> i32 {
+    let Some(offset) = header(len).and_then(|h| tcp_offset(&h)) else {
+        return PASS;
+    };
+    if (len as usize) < offset + 4 {
+        return PASS;
+    }
+    let mut ports = [0u8; 4];
+    context_read(offset, &mut ports);
+    let verdict = verdict_for(u16::from_be_bytes([ports[2], ports[3]]));
+    if verdict == DROP {
+        counter_add(0, 1);
+    }
+    verdict
+}
+
+graft_sdk::graft_guard!(is_tcp: fn(len: i32));
+graft_sdk::graft_main!(filter: fn(len: i32) -> i32);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_blocked_port_is_dropped() {
+        assert_eq!(super::verdict_for(8081), super::DROP);
+        assert_eq!(super::verdict_for(80), super::PASS);
+    }
+}

@@ -1,0 +1,181 @@
+//! The SDK for writing grafts in Rust (`wasm32-unknown-unknown`, `no_std`).
+//!
+//! A graft is a `cdylib` crate that calls [`graft_main!`] with a function of
+//! its point's signature and uses the typed accessors below; nothing else
+//! is needed (this crate supplies the panic handler: a panic is a trap,
+//! which the runtime turns into an abort). The accessors mirror the table
+//! in `grafts::abi` one for one; each returns what the host returns, and a
+//! bad argument aborts the whole transaction (the call never returns).
+//!
+//! On other targets the accessors are stubs that panic, so graft crates
+//! still build (and are linted) with the rest of the workspace.
+//!
+//! This is the one place on the graft side with `unsafe`: calls across the
+//! WebAssembly import boundary. Each is sound because the host validates
+//! every argument and never touches memory outside what it is given.
+
+#![no_std]
+
+#[cfg(target_arch = "wasm32")]
+mod sys {
+    #[link(wasm_import_module = "rootstock")]
+    unsafe extern "C" {
+        pub fn ctx_len() -> i32;
+        pub fn ctx_read(offset: i32, ptr: i32, len: i32) -> i32;
+        pub fn ctx_write(offset: i32, ptr: i32, len: i32) -> i32;
+        pub fn map_get(map: i32, key: i64, default: i64) -> i64;
+        pub fn map_put(map: i32, key: i64, value: i64);
+        pub fn counter_add(index: i32, delta: i64) -> i64;
+        pub fn lock(id: i32);
+        pub fn buf_alloc(bytes: i32) -> i32;
+        pub fn buf_free(handle: i32);
+        pub fn now_ns() -> i64;
+        pub fn log(ptr: i32, len: i32);
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod sys {
+    fn host() -> ! {
+        panic!("graft accessors exist only inside a Rootstock image (wasm32)")
+    }
+    pub unsafe fn ctx_len() -> i32 {
+        host()
+    }
+    pub unsafe fn ctx_read(_: i32, _: i32, _: i32) -> i32 {
+        host()
+    }
+    pub unsafe fn ctx_write(_: i32, _: i32, _: i32) -> i32 {
+        host()
+    }
+    pub unsafe fn map_get(_: i32, _: i64, _: i64) -> i64 {
+        host()
+    }
+    pub unsafe fn map_put(_: i32, _: i64, _: i64) {
+        host()
+    }
+    pub unsafe fn counter_add(_: i32, _: i64) -> i64 {
+        host()
+    }
+    pub unsafe fn lock(_: i32) {
+        host()
+    }
+    pub unsafe fn buf_alloc(_: i32) -> i32 {
+        host()
+    }
+    pub unsafe fn buf_free(_: i32) {
+        host()
+    }
+    pub unsafe fn now_ns() -> i64 {
+        host()
+    }
+    pub unsafe fn log(_: i32, _: i32) {
+        host()
+    }
+}
+
+/// Bytes of the call's context (e.g. the packet).
+pub fn context_len() -> usize {
+    // SAFETY: no arguments; the host returns a length.
+    unsafe { sys::ctx_len() as usize }
+}
+
+/// Copies context bytes at `offset` into `out`.
+pub fn context_read(offset: usize, out: &mut [u8]) {
+    // SAFETY: the host bounds-checks both ranges and writes only `out`.
+    unsafe { sys::ctx_read(offset as i32, out.as_mut_ptr() as i32, out.len() as i32) };
+}
+
+/// Overwrites context bytes at `offset` (undone if the call aborts).
+pub fn context_write(offset: usize, bytes: &[u8]) {
+    // SAFETY: the host bounds-checks both ranges and only reads `bytes`.
+    unsafe { sys::ctx_write(offset as i32, bytes.as_ptr() as i32, bytes.len() as i32) };
+}
+
+/// This graft's map `map`: the value at `key`, or `default`.
+pub fn map_get(map: i32, key: i64, default: i64) -> i64 {
+    // SAFETY: plain values across the boundary.
+    unsafe { sys::map_get(map, key, default) }
+}
+
+/// Sets `key → value` in this graft's map `map` (undone on abort).
+pub fn map_put(map: i32, key: i64, value: i64) {
+    // SAFETY: plain values across the boundary.
+    unsafe { sys::map_put(map, key, value) }
+}
+
+/// Adds `delta` to host counter `index`; returns the new value (undone on abort).
+pub fn counter_add(index: i32, delta: i64) -> i64 {
+    // SAFETY: plain values across the boundary.
+    unsafe { sys::counter_add(index, delta) }
+}
+
+/// Takes lock `id` until the transaction ends.
+pub fn lock(id: i32) {
+    // SAFETY: plain values across the boundary.
+    unsafe { sys::lock(id) }
+}
+
+/// A tracked host buffer of `bytes` bytes; freed on abort or unload.
+pub fn buffer_alloc(bytes: usize) -> i32 {
+    // SAFETY: plain values across the boundary.
+    unsafe { sys::buf_alloc(bytes as i32) }
+}
+
+/// Frees a buffer from [`buffer_alloc`].
+pub fn buffer_free(handle: i32) {
+    // SAFETY: plain values across the boundary.
+    unsafe { sys::buf_free(handle) }
+}
+
+/// The host's monotonic clock.
+pub fn now_ns() -> u64 {
+    // SAFETY: no arguments.
+    unsafe { sys::now_ns() as u64 }
+}
+
+/// Writes a line to the graft's log (`cargo xtask graft log`).
+pub fn log(text: &str) {
+    // SAFETY: the host bounds-checks the range and only reads it.
+    unsafe { sys::log(text.as_ptr() as i32, text.len() as i32) }
+}
+
+/// Exports `$f` as the graft's entry point `graft_main`.
+#[macro_export]
+macro_rules! graft_main {
+    ($f:path : fn($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn graft_main($($arg: $ty),*) -> $ret {
+            $f($($arg),*)
+        }
+    };
+}
+
+/// Exports `$f` as the event guard `graft_guard` (non-zero: handle the event).
+#[macro_export]
+macro_rules! graft_guard {
+    ($f:path : fn($($arg:ident : $ty:ty),*)) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn graft_guard($($arg: $ty),*) -> i32 {
+            i32::from($f($($arg),*))
+        }
+    };
+}
+
+/// Exports `$f` as `graft_revoke`, called before the graft is revoked.
+#[macro_export]
+macro_rules! graft_revoke {
+    ($f:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn graft_revoke() {
+            $f()
+        }
+    };
+}
+
+/// A panic in a graft is a trap: the runtime aborts the call.
+#[cfg(target_arch = "wasm32")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
