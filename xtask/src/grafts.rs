@@ -68,5 +68,117 @@ pub fn build_modules(_release: bool) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Runs the host-side graft benchmarks and writes the overhead table under `target/bench/`.
 pub fn bench() -> anyhow::Result<()> {
-    bail!("the graft overhead benchmark is not written yet (see the issue note)")
+    build_modules(true)?;
+    eprintln!("bench grafts: cargo bench -p grafts --bench overhead (host, release)");
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(crate::root())
+        .args(["bench", "-q", "-p", "grafts", "--bench", "overhead"])
+        .output()
+        .context("cannot run cargo bench")?;
+    if !output.status.success() {
+        bail!(
+            "the overhead benchmark failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no result from the benchmark")?;
+    let r: serde_json::Value = serde_json::from_str(line)?;
+    let ns = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);
+    let us = |v: f64| v / 1000.0;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut md = format!(
+        "# Graft overhead (VINO's table)\n\nHost-side, release build, {cores} cores, {cpu}; medians of 15 batches. \
+         µs per graft invocation; VINO (OSDI '96) in parentheses.\n\n\
+         | path | read-ahead | page eviction | scheduling | encryption |\n|---|---:|---:|---:|---:|\n"
+    );
+    let samples = r["samples"].as_array().cloned().unwrap_or_default();
+    let per =
+        |f: &dyn Fn(&serde_json::Value) -> f64| -> Vec<f64> { samples.iter().map(f).collect() };
+    let graft = per(&|s| s["graft_ns"].as_f64().unwrap_or(f64::NAN));
+    let native = per(&|s| s["native_ns"].as_f64().unwrap_or(f64::NAN));
+    let indirection = ns("via_point_ns") - ns("direct_ns");
+    let rows: [(&str, Vec<f64>, [&str; 4]); 7] = [
+        (
+            "transaction begin + commit",
+            vec![ns("begin_commit_ns"); 4],
+            ["36+28", "52+34", "38+30", "32+32"],
+        ),
+        (
+            "abort (10 undo records)",
+            vec![ns("abort10_ns"); 4],
+            ["29", "27", "33", "36"],
+        ),
+        ("lock", vec![ns("lock_ns"); 4], ["33", "34", "33", "—"]),
+        (
+            "graft (sandbox entry, body, exit)",
+            graft.clone(),
+            ["2", "160", "35", "166"],
+        ),
+        ("indirection", vec![indirection; 4], ["1", "1", "1", "—"]),
+        (
+            "SFI (graft − native body)",
+            graft.iter().zip(&native).map(|(g, n)| g - n).collect(),
+            ["3", "26", "5", "187"],
+        ),
+        (
+            "native body (for reference)",
+            native.clone(),
+            ["", "", "", ""],
+        ),
+    ];
+    for (name, values, vino) in rows {
+        md.push_str(&format!("| {name} |"));
+        for (v, reference) in values.iter().zip(vino) {
+            let reference = if reference.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reference})")
+            };
+            md.push_str(&format!(" {:.3}{reference} |", us(*v)));
+        }
+        md.push('\n');
+    }
+    let total: Vec<f64> = graft
+        .iter()
+        .map(|g| g + ns("begin_commit_ns") + ns("lock_ns") + indirection)
+        .collect();
+    md.push_str(&format!(
+        "| **total** | **{:.3}** (103) | **{:.3}** (307) | **{:.3}** (142) | **{:.3}** (417) |\n\n",
+        us(total[0]),
+        us(total[1]),
+        us(total[2]),
+        us(total[3])
+    ));
+    let check = |ok: bool| if ok { "PASS" } else { "MISS" };
+    md.push_str(&format!(
+        "Targets: null graft begin→commit ≤ 1 µs: {} ({:.3} µs); abort with 10 undo records ≤ 2 µs: {} ({:.3} µs); \
+         indirection ≤ 5 ns: {} ({:.2} ns).\n\nModule sizes: {}.\n\n\
+         Other extension mechanisms for scale (ANCHORS.md): eBPF ~10 ns per run of a small JIT-compiled program; \
+         SPIN protected procedure call 0.13 µs (133 MHz Alpha); wasmi 2 vs Wasmtime on CoreMark 1615 vs 23186.\n",
+        check(ns("null_graft_ns") <= 1000.0), us(ns("null_graft_ns")),
+        check(ns("abort10_ns") <= 2000.0), us(ns("abort10_ns")),
+        check(indirection <= 5.0), indirection,
+        samples.iter().map(|s| format!("{} {} B", s["module"].as_str().unwrap_or("?"), s["bytes"])).collect::<Vec<_>>().join(", ")
+    ));
+    let dir = crate::bench::out_dir();
+    std::fs::write(dir.join("grafts.md"), &md)?;
+    std::fs::write(dir.join("grafts.json"), line)?;
+    println!("{md}");
+    eprintln!("bench grafts: wrote target/bench/grafts.md and grafts.json");
+    Ok(())
 }

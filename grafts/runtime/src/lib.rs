@@ -36,7 +36,7 @@ pub mod stats;
 pub use abi::{Capabilities, Capability};
 pub use fault::{AbortCause, Fault, FaultAction, FaultLog};
 pub use point::{Kind, PointSpec};
-pub use runtime::{GraftInfo, ManageError, Revocation, Runtime};
+pub use runtime::{GraftInfo, ManageError, PointId, Revocation, Runtime};
 pub use sandbox::LoadError;
 pub use state::{Clock, GraftId, HostState, Limits};
 pub use stats::GraftStats;

@@ -31,6 +31,10 @@ struct Point {
     grafts: Vec<Installed>,
 }
 
+/// A declared graft point's handle (points are never removed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointId(usize);
+
 /// What a listing shows of one graft.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GraftInfo {
@@ -292,13 +296,36 @@ impl Runtime {
         args: &[Val],
         default: impl FnOnce(&[Val]) -> Vec<Val>,
     ) -> Vec<Val> {
-        let Some(index) = self.point_index(point) else {
-            return default(args);
-        };
-        if self.points[index].grafts.is_empty() {
+        match self.point_id(point) {
+            Some(id) => self.invoke_at(id, context, args, default),
+            None => default(args),
+        }
+    }
+
+    /// The handle of a declared point, for [`Runtime::invoke_at`] (no name
+    /// lookup on the hot path).
+    pub fn point_id(&self, name: &str) -> Option<PointId> {
+        self.point_index(name).map(PointId)
+    }
+
+    /// [`Runtime::invoke`] by handle: with no graft installed this is one
+    /// check and a call of `default`.
+    #[inline]
+    pub fn invoke_at(
+        &mut self,
+        point: PointId,
+        context: &mut Vec<u8>,
+        args: &[Val],
+        default: impl FnOnce(&[Val]) -> Vec<Val>,
+    ) -> Vec<Val> {
+        let grafted = self
+            .points
+            .get(point.0)
+            .is_some_and(|p| !p.grafts.is_empty());
+        if !grafted {
             return default(args);
         }
-        match self.call(index, 0, context, args, false) {
+        match self.call(point.0, 0, context, args, false) {
             Ok(Some(results)) => results,
             _ => default(args),
         }

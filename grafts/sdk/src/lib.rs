@@ -144,7 +144,7 @@ pub fn log(text: &str) {
 #[macro_export]
 macro_rules! graft_main {
     ($f:path : fn($($arg:ident : $ty:ty),*) -> $ret:ty) => {
-        #[unsafe(no_mangle)]
+        #[cfg_attr(target_arch = "wasm32", unsafe(no_mangle))]
         pub extern "C" fn graft_main($($arg: $ty),*) -> $ret {
             $f($($arg),*)
         }
@@ -155,7 +155,7 @@ macro_rules! graft_main {
 #[macro_export]
 macro_rules! graft_guard {
     ($f:path : fn($($arg:ident : $ty:ty),*)) => {
-        #[unsafe(no_mangle)]
+        #[cfg_attr(target_arch = "wasm32", unsafe(no_mangle))]
         pub extern "C" fn graft_guard($($arg: $ty),*) -> i32 {
             i32::from($f($($arg),*))
         }
@@ -166,7 +166,7 @@ macro_rules! graft_guard {
 #[macro_export]
 macro_rules! graft_revoke {
     ($f:path) => {
-        #[unsafe(no_mangle)]
+        #[cfg_attr(target_arch = "wasm32", unsafe(no_mangle))]
         pub extern "C" fn graft_revoke() {
             $f()
         }
