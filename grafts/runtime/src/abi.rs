@@ -61,6 +61,10 @@ impl Capabilities {
         Capabilities(self.0 | 1 << capability as u16)
     }
 
+    pub const fn without(self, capability: Capability) -> Capabilities {
+        Capabilities(self.0 & !(1 << capability as u16))
+    }
+
     pub const fn has(self, capability: Capability) -> bool {
         self.0 & (1 << capability as u16) != 0
     }

@@ -72,6 +72,11 @@ enum Undo {
     Buffer {
         handle: i32,
     },
+    BufferFreed {
+        handle: i32,
+        owner: GraftId,
+        bytes: Vec<u8>,
+    },
 }
 
 /// One (possibly nested) transaction.
@@ -187,6 +192,15 @@ impl HostState {
                         *slot = None;
                     }
                 }
+                Undo::BufferFreed {
+                    handle,
+                    owner,
+                    bytes,
+                } => {
+                    if let Some(slot) = self.buffers.get_mut(handle as usize) {
+                        *slot = Some(Buffer { owner, bytes });
+                    }
+                }
             }
         }
         for lock in txn.locks {
@@ -194,9 +208,12 @@ impl HostState {
         }
     }
 
+    fn undo_records(&self) -> usize {
+        self.txns.iter().map(|t| t.undo.len()).sum()
+    }
+
     fn log_undo(&mut self, record: Undo) -> Result<(), AbortCause> {
-        let total: usize = self.txns.iter().map(|t| t.undo.len()).sum();
-        if total >= self.limits.undo_records {
+        if self.undo_records() >= self.limits.undo_records {
             return Err(AbortCause::ResourceLimit);
         }
         self.txns
@@ -363,20 +380,27 @@ impl HostState {
         Ok(handle)
     }
 
-    /// Frees one of the current graft's buffers.
+    /// Frees one of the current graft's buffers (undone on abort: the
+    /// buffer comes back).
     pub fn buffer_free(&mut self, handle: i32) -> Result<(), AbortCause> {
         let graft = self.current_graft()?;
-        let slot = usize::try_from(handle)
-            .ok()
-            .and_then(|h| self.buffers.get_mut(h))
-            .ok_or(AbortCause::BadArgument)?;
-        match slot {
-            Some(buffer) if buffer.owner == graft => {
-                *slot = None;
-                Ok(())
-            }
-            _ => Err(AbortCause::BadArgument),
+        let index = usize::try_from(handle).map_err(|_| AbortCause::BadArgument)?;
+        match self.buffers.get(index) {
+            Some(Some(buffer)) if buffer.owner == graft => {}
+            _ => return Err(AbortCause::BadArgument),
         }
+        // Room in the undo log first: a full log must not lose the buffer.
+        if self.undo_records() >= self.limits.undo_records {
+            return Err(AbortCause::ResourceLimit);
+        }
+        let Some(buffer) = self.buffers[index].take() else {
+            return Err(AbortCause::BadArgument);
+        };
+        self.log_undo(Undo::BufferFreed {
+            handle,
+            owner: buffer.owner,
+            bytes: buffer.bytes,
+        })
     }
 
     /// Bytes of buffers `graft` holds.
@@ -520,6 +544,27 @@ mod tests {
         s.abort();
         s.host_lock(4, false);
         assert_eq!(s.locks_held(), 0);
+    }
+
+    #[test]
+    fn an_aborted_free_brings_the_buffer_back() {
+        let mut s = state();
+        s.begin(1);
+        let handle = s.buffer_alloc(64).unwrap();
+        s.commit();
+        s.begin(1);
+        s.buffer_free(handle).unwrap();
+        assert_eq!(s.buffer_bytes(1), 0);
+        s.abort();
+        assert_eq!(s.buffer_bytes(1), 64);
+        s.begin(2);
+        assert_eq!(
+            s.buffer_free(handle),
+            Err(AbortCause::BadArgument),
+            "not graft 2's buffer"
+        );
+        s.abort();
+        assert_eq!(s.buffer_bytes(1), 64);
     }
 
     #[test]

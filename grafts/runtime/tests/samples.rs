@@ -239,3 +239,26 @@ fn rust_hostile_grafts_are_contained() {
     assert_eq!(counters, (Some(11), Some(0)));
     assert_eq!(rt.state().map_entries(id), 0);
 }
+
+#[test]
+fn the_sdk_matches_the_abi_table() {
+    let bytes = module("abi-check");
+    let spec = || PointSpec::replace("p", &[ValType::I32], &[ValType::I32]);
+    // Every binding's name and signature is accepted...
+    let mut rt = runtime(spec());
+    rt.load("p", &bytes, Capabilities::ALL)
+        .expect("the SDK's imports match the ABI table");
+    // ...and every accessor of the table is really imported: without its
+    // capability the load is refused, naming it.
+    for accessor in grafts::abi::ACCESSORS {
+        let mut rt = runtime(spec());
+        let error = rt
+            .load("p", &bytes, Capabilities::ALL.without(accessor.capability))
+            .unwrap_err();
+        assert!(
+            matches!(error, grafts::LoadError::ForbiddenImport { .. }),
+            "{}: {error:?}",
+            accessor.name
+        );
+    }
+}
