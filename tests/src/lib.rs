@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 pub use xtask::qemu::{Outcome, Qemu};
 
+pub mod guest;
+
 /// Longest a test image may run.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 

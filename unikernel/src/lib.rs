@@ -35,6 +35,7 @@ pub mod console;
 pub mod memory;
 pub mod panic;
 pub mod slab;
+pub mod storage;
 pub mod sync;
 pub mod task;
 pub mod time;
@@ -42,7 +43,7 @@ pub mod time;
 #[cfg(all(target_os = "none", feature = "fault-injection"))]
 pub use arch::fault_injection;
 #[cfg(target_os = "none")]
-pub use arch::{cmdline, irq, rio, run, virtio};
+pub use arch::{cmdline, irq, rio, run, virtio, virtio_net};
 
 /// Block storage (virtio-blk).
 #[cfg(target_os = "none")]

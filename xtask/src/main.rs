@@ -191,6 +191,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                     What::Size => size::run()?,
                     What::Boot => boot::run(runs.max(1), accel)?,
                     What::Grafts => xtask::grafts::bench()?,
+                    What::Net => xtask::bench::net::run(accel)?,
                 }
             }
             Ok(0)

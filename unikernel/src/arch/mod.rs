@@ -20,6 +20,7 @@ pub mod start_info;
 pub mod tsc;
 pub mod virtio;
 pub mod virtio_blk;
+pub mod virtio_net;
 
 use spin::Once;
 

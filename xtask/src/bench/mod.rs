@@ -7,6 +7,7 @@
 
 pub mod boot;
 pub mod linux;
+pub mod net;
 pub mod report;
 pub mod size;
 
@@ -21,6 +22,8 @@ pub enum What {
     Boot,
     /// Graft overheads (host side, VINO's table).
     Grafts,
+    /// TCP round trip and HTTP throughput beside a Linux guest and the host; RAM floor.
+    Net,
 }
 
 /// Where reports go.

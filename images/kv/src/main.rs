@@ -1,0 +1,17 @@
+//! The `kv` image: a Redis-protocol key-value server on port 6379 (see the
+//! `kv` library for the design, `kv::server` for the command line).
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(not(test), no_main)]
+#![forbid(unsafe_code)]
+
+unikernel::image!(rio: kv::RIO_BYTES, main: main);
+
+#[cfg(target_os = "none")]
+async fn main() -> i32 {
+    kv::server::run().await
+}
+
+#[cfg(not(target_os = "none"))]
+async fn main() -> i32 {
+    0
+}

@@ -1,0 +1,51 @@
+//! The stack on the machine's virtio-net device.
+
+use core::task::{Context, Poll};
+
+use unikernel::virtio_net::{NetDevice, OpenError, RxFrame, TxFrame};
+
+use crate::config::Config;
+use crate::nic::Nic;
+use crate::policy::RxPolicy;
+use crate::stack::Stack;
+
+impl Nic for NetDevice {
+    type Rx = RxFrame;
+    type Tx = TxFrame;
+
+    fn mac(&self) -> [u8; 6] {
+        NetDevice::mac(self)
+    }
+
+    fn receive(&mut self) -> Option<RxFrame> {
+        NetDevice::receive(self)
+    }
+
+    fn recycle(&mut self, frame: RxFrame) {
+        NetDevice::recycle(self, frame)
+    }
+
+    fn transmit_buffer(&mut self) -> Option<TxFrame> {
+        NetDevice::transmit_buffer(self)
+    }
+
+    fn transmit(&mut self, frame: TxFrame, len: usize) {
+        NetDevice::transmit(self, frame, len)
+    }
+
+    fn can_transmit(&mut self) -> bool {
+        NetDevice::can_transmit(self)
+    }
+
+    fn poll_interrupt(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        NetDevice::poll_interrupt(self, cx)
+    }
+}
+
+/// Starts the stack on the first virtio-net device with receive policy
+/// `P` and `config` (a boot-time TSC reading makes the random seed).
+pub fn open<P: RxPolicy>(mut config: Config) -> Result<Stack, OpenError> {
+    let device = NetDevice::open()?;
+    config.random_seed ^= unikernel::arch::cycles_since_entry();
+    Ok(Stack::start::<_, P>(device, config))
+}

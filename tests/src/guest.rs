@@ -1,0 +1,127 @@
+//! Long-running guests for the network tests: boot an image with a host
+//! port forwarded to it, wait until it says it is ready, talk to it, stop it.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::Qemu;
+
+/// How long an image may take to print its ready line (TCG, loaded host).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A free TCP port on 127.0.0.1 (free when asked; QEMU binds it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free local port")
+}
+
+/// A running guest; killed on drop.
+pub struct Guest {
+    child: Child,
+    console: Arc<Mutex<String>>,
+    /// Host address forwarded to the guest's port.
+    pub addr: SocketAddr,
+}
+
+impl Guest {
+    /// Boots `image` with `append`, forwarding a free host port to
+    /// `guest_port`, and waits for `ready` on the console.
+    pub fn start(image: &str, append: &str, guest_port: u16, ready: &str) -> Guest {
+        let mut qemu = Qemu::new(crate::image(image));
+        qemu.append = append.to_string();
+        Guest::start_qemu(qemu, guest_port, ready)
+    }
+
+    /// Like [`Guest::start`] with a prepared QEMU command line (its
+    /// forwards are replaced).
+    pub fn start_qemu(mut qemu: Qemu, guest_port: u16, ready: &str) -> Guest {
+        let host_port = free_port();
+        qemu.forwards = vec![(host_port, guest_port)];
+        let mut child = qemu
+            .command()
+            .expect("QEMU command")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start qemu-system-x86_64");
+        let console = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let console = console.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut console = console.lock().unwrap();
+                    console.push_str(&line);
+                    console.push('\n');
+                }
+            });
+        }
+        let mut guest = Guest {
+            child,
+            console,
+            addr: SocketAddr::from(([127, 0, 0, 1], host_port)),
+        };
+        let start = Instant::now();
+        while !guest.console().contains(ready) {
+            if let Ok(Some(status)) = guest.child.try_wait() {
+                panic!(
+                    "the guest exited ({status}) before {ready:?}:\n{}",
+                    guest.console()
+                );
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                panic!(
+                    "no {ready:?} within {READY_TIMEOUT:?}:\n{}",
+                    guest.console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        guest
+    }
+
+    /// Everything the guest printed so far.
+    pub fn console(&self) -> String {
+        self.console.lock().unwrap().clone()
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time QEMU has used so far (user + system), from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("QEMU's /proc/PID/stat");
+        // Fields after the command name (which is in parentheses).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("stat format")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// Whether QEMU is still running (the image has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

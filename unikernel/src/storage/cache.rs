@@ -1,0 +1,456 @@
+//! The block cache: disk blocks held in crash-surviving memory, every slot
+//! described by a checksummed registry entry (see [`super::registry`]).
+//!
+//! The write protocol is what makes a crash at any instant harmless:
+//! - a block is never overwritten in place: a write goes to an empty slot
+//!   (data first, then its entry, which is the commit point), and only then
+//!   is the slot holding the older version freed; of two entries for one
+//!   block the higher `seq` wins;
+//! - a dirty slot is written to the disk and its entry marked clean before
+//!   the slot can be reused;
+//! - a slot leaving the cache gets a free entry before new data enters it.
+//!
+//! So the registry always names, for every block, either nothing or the
+//! newest acknowledged data (or data newer still, from a write in flight),
+//! and a dirty entry's data always matches its checksum.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::device::{BLOCK, Block, BlockDev, CacheMemory, DeviceError};
+use super::eviction::EvictionPolicy;
+use super::filter::BlockFilter;
+use super::readahead::ReadAhead;
+use super::registry::{Entry, FREE, Geometry, SlotState, checksum, encode_entry};
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Once it is in the protected cache (Rio's promise: the cache survives
+    /// kernel crashes by warm reboot). Dirty blocks reach the disk when
+    /// evicted, on [`BlockCache::flush`], and at recovery.
+    #[default]
+    Rio,
+    /// Once it is on the disk and the disk has flushed (for comparison).
+    WriteThrough,
+}
+
+impl Durability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Rio => "rio",
+            Durability::WriteThrough => "write-through",
+        }
+    }
+}
+
+/// Why a cache operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheError {
+    /// The block is past the end of the disk (the caller's mistake).
+    OutOfRange,
+    /// The disk failed (the device's fault); the cache is unchanged.
+    Device(DeviceError),
+}
+
+impl From<DeviceError> for CacheError {
+    fn from(error: DeviceError) -> Self {
+        match error {
+            DeviceError::OutOfRange => CacheError::OutOfRange,
+            other => CacheError::Device(other),
+        }
+    }
+}
+
+/// What the cache has done since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Blocks fetched from the disk (asked for and read ahead).
+    pub blocks_read: u64,
+    pub read_requests: u64,
+    /// Blocks fetched by read-ahead only.
+    pub prefetched: u64,
+    pub writes: u64,
+    /// Blocks written to the disk (write-back or write-through).
+    pub blocks_written: u64,
+    pub evictions: u64,
+}
+
+impl CacheStats {
+    /// Hits per read, in percent.
+    pub fn hit_rate(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 * 100.0 / reads as f64
+        }
+    }
+}
+
+/// What the cache knows about one slot (a mirror of its registry entry).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    pub block: u64,
+    pub seq: u64,
+    pub crc: u32,
+    pub state: Option<SlotState>,
+}
+
+impl Slot {
+    pub const EMPTY: Slot = Slot {
+        block: 0,
+        seq: 0,
+        crc: 0,
+        state: None,
+    };
+}
+
+/// A write-back block cache over disk `D` in memory `M`, with eviction
+/// policy `E`, read-ahead policy `R` and block filter `F`.
+pub struct BlockCache<M, D, E, R, F> {
+    pub(super) memory: M,
+    pub(super) disk: D,
+    pub(super) eviction: E,
+    pub(super) readahead: R,
+    pub(super) filter: F,
+    pub(super) geometry: Geometry,
+    pub(super) mode: Durability,
+    pub(super) slots: Vec<Slot>,
+    pub(super) index: BTreeMap<u64, u32>,
+    pub(super) free: Vec<u32>,
+    pub(super) next_seq: u64,
+    pub(super) stats: CacheStats,
+}
+
+impl<M, D, E, R, F> BlockCache<M, D, E, R, F>
+where
+    M: CacheMemory,
+    D: BlockDev,
+    E: EvictionPolicy,
+    R: ReadAhead,
+    F: BlockFilter,
+{
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+    pub fn durability(&self) -> Durability {
+        self.mode
+    }
+    pub fn slots(&self) -> u32 {
+        self.geometry.slots
+    }
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+    pub fn memory(&self) -> &M {
+        &self.memory
+    }
+    /// The eviction policy (to configure it, or read what it counts).
+    pub fn eviction_mut(&mut self) -> &mut E {
+        &mut self.eviction
+    }
+    pub fn capacity_blocks(&self) -> u64 {
+        self.disk.capacity_blocks()
+    }
+    /// Blocks the cache holds that the disk does not have yet.
+    pub fn dirty_blocks(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.state == Some(SlotState::Dirty))
+            .count()
+    }
+    /// Whether `block` is in the cache.
+    pub fn contains(&self, block: u64) -> bool {
+        self.index.contains_key(&block)
+    }
+
+    fn check(&self, block: u64) -> Result<(), CacheError> {
+        if block < self.disk.capacity_blocks() {
+            Ok(())
+        } else {
+            Err(CacheError::OutOfRange)
+        }
+    }
+
+    pub(super) fn data(&self, slot: u32) -> &Block {
+        let offset = self.geometry.data_offset(slot);
+        self.memory.bytes()[offset..offset + BLOCK]
+            .try_into()
+            .expect("one block")
+    }
+
+    /// Reads `block` into `out`.
+    pub async fn read(&mut self, block: u64, out: &mut Block) -> Result<(), CacheError> {
+        self.check(block)?;
+        if let Some(&slot) = self.index.get(&block) {
+            self.stats.hits += 1;
+            out.copy_from_slice(self.data(slot));
+            self.eviction.touched(slot, block);
+            self.readahead.on_hit(block);
+            return Ok(());
+        }
+        self.stats.misses += 1;
+        let mut window = self.readahead.on_miss(block);
+        // The policy proposes; the cache bounds it.
+        let end = self.disk.capacity_blocks();
+        let most = (D::MAX_BLOCKS as u64).min(u64::from(self.geometry.slots / 4).max(1));
+        window.start = block;
+        window.stride = window.stride.max(1);
+        let fits = (end - block - 1) / u64::from(window.stride) + 1;
+        let count = u64::from(window.count).clamp(1, most).min(fits) as usize;
+        if window.stride == 1 {
+            let mut buffer = vec![0u8; count * BLOCK];
+            self.disk.read(block, &mut buffer).await?;
+            self.stats.read_requests += 1;
+            for (i, chunk) in buffer.chunks_exact(BLOCK).enumerate() {
+                let mut data: Block = chunk.try_into().expect("one block");
+                let at = block + i as u64;
+                self.filter.decode(at, &mut data);
+                if i == 0 {
+                    out.copy_from_slice(&data);
+                }
+                self.fetched(at, &data, i > 0).await?;
+            }
+        } else {
+            for i in 0..count as u64 {
+                let at = block + i * u64::from(window.stride);
+                let mut data = [0u8; BLOCK];
+                match self.disk.read(at, &mut data).await {
+                    Ok(()) => {}
+                    // Read-ahead is a guess: its failure is no error.
+                    Err(_) if i > 0 => break,
+                    Err(error) => return Err(error.into()),
+                }
+                self.stats.read_requests += 1;
+                self.filter.decode(at, &mut data);
+                if i == 0 {
+                    out.copy_from_slice(&data);
+                }
+                self.fetched(at, &data, i > 0).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Enters a block just read from the disk (unless it is cached: the
+    /// cached copy may be newer).
+    async fn fetched(&mut self, block: u64, data: &Block, ahead: bool) -> Result<(), CacheError> {
+        self.stats.blocks_read += 1;
+        if ahead {
+            self.stats.prefetched += 1;
+        }
+        if self.index.contains_key(&block) {
+            return Ok(());
+        }
+        let slot = self.take_slot().await?;
+        self.store(slot, block, data, SlotState::Clean);
+        Ok(())
+    }
+
+    /// Writes `block`. Acknowledged (returns) per the durability mode.
+    pub async fn write(&mut self, block: u64, data: &Block) -> Result<(), CacheError> {
+        self.check(block)?;
+        let slot = self.take_slot().await?;
+        let state = match self.mode {
+            Durability::Rio => SlotState::Dirty,
+            Durability::WriteThrough => {
+                // Forget the cached copy first (clean, in this mode): from
+                // the disk write on, the disk may hold either version.
+                if let Some(&old) = self.index.get(&block) {
+                    self.release(old);
+                    self.free.push(old);
+                }
+                let mut on_disk = *data;
+                self.filter.encode(block, &mut on_disk);
+                let written = match self.disk.write(block, &on_disk).await {
+                    Ok(()) => self.disk.flush().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = written {
+                    self.free.push(slot);
+                    return Err(error.into());
+                }
+                self.stats.blocks_written += 1;
+                SlotState::Clean
+            }
+        };
+        self.store(slot, block, data, state);
+        self.stats.writes += 1;
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes from byte `offset` of the disk.
+    pub async fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), CacheError> {
+        let mut done = 0;
+        let mut block = [0u8; BLOCK];
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let within = (at % BLOCK as u64) as usize;
+            let n = (BLOCK - within).min(buf.len() - done);
+            self.read(at / BLOCK as u64, &mut block).await?;
+            buf[done..done + n].copy_from_slice(&block[within..within + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at byte `offset` of the disk (partial blocks are read
+    /// first).
+    pub async fn write_bytes(&mut self, offset: u64, data: &[u8]) -> Result<(), CacheError> {
+        let mut done = 0;
+        let mut block = [0u8; BLOCK];
+        while done < data.len() {
+            let at = offset + done as u64;
+            let within = (at % BLOCK as u64) as usize;
+            let n = (BLOCK - within).min(data.len() - done);
+            if n < BLOCK {
+                self.read(at / BLOCK as u64, &mut block).await?;
+            }
+            block[within..within + n].copy_from_slice(&data[done..done + n]);
+            self.write(at / BLOCK as u64, &block).await?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty block to the disk and flushes the disk.
+    pub async fn flush(&mut self) -> Result<usize, CacheError> {
+        let written = self.write_back_all().await?;
+        self.disk.flush().await?;
+        Ok(written)
+    }
+
+    /// Writes the dirty blocks back in block order, runs of neighbours in
+    /// one request each, and marks them clean.
+    pub(super) async fn write_back_all(&mut self) -> Result<usize, CacheError> {
+        let dirty: Vec<(u64, u32)> = self
+            .index
+            .iter()
+            .filter(|&(_, &slot)| self.slots[slot as usize].state == Some(SlotState::Dirty))
+            .map(|(&block, &slot)| (block, slot))
+            .collect();
+        let mut buffer = Vec::with_capacity(D::MAX_BLOCKS * BLOCK);
+        let mut run: Vec<u32> = Vec::with_capacity(D::MAX_BLOCKS);
+        for (i, &(block, slot)) in dirty.iter().enumerate() {
+            let mut data = *self.data(slot);
+            self.filter.encode(block, &mut data);
+            buffer.extend_from_slice(&data);
+            run.push(slot);
+            let next_joins = dirty
+                .get(i + 1)
+                .is_some_and(|&(next, _)| next == block + 1 && run.len() < D::MAX_BLOCKS);
+            if !next_joins {
+                let first = block + 1 - run.len() as u64;
+                self.disk.write(first, &buffer).await?;
+                self.stats.blocks_written += run.len() as u64;
+                for &slot in &run {
+                    self.mark_clean(slot);
+                }
+                buffer.clear();
+                run.clear();
+            }
+        }
+        Ok(dirty.len())
+    }
+
+    fn mark_clean(&mut self, slot: u32) {
+        let info = &mut self.slots[slot as usize];
+        info.state = Some(SlotState::Clean);
+        let entry = Entry {
+            block: info.block,
+            seq: info.seq,
+            data_crc: info.crc,
+            state: SlotState::Clean,
+        };
+        let offset = self.geometry.entry_offset(slot);
+        self.memory.write(offset, &encode_entry(slot, &entry));
+    }
+
+    /// An empty slot: a free one, or one emptied by eviction.
+    async fn take_slot(&mut self) -> Result<u32, CacheError> {
+        if let Some(slot) = self.free.pop() {
+            return Ok(slot);
+        }
+        let proposed = self.eviction.victim();
+        let occupied = |s: &u32| {
+            self.slots
+                .get(*s as usize)
+                .is_some_and(|s| s.state.is_some())
+        };
+        let slot = match proposed.filter(occupied) {
+            Some(slot) => slot,
+            None => {
+                // The policy named no occupied slot: pick the oldest write.
+                let oldest = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.state.is_some());
+                oldest
+                    .min_by_key(|(_, s)| s.seq)
+                    .map(|(i, _)| i as u32)
+                    .expect("a full cache")
+            }
+        };
+        let info = self.slots[slot as usize];
+        if info.state == Some(SlotState::Dirty) {
+            let mut data = *self.data(slot);
+            self.filter.encode(info.block, &mut data);
+            self.disk.write(info.block, &data).await?;
+            self.stats.blocks_written += 1;
+            self.mark_clean(slot);
+        }
+        self.release(slot);
+        self.stats.evictions += 1;
+        Ok(slot)
+    }
+
+    /// Empties an occupied slot (its entry first).
+    pub(super) fn release(&mut self, slot: u32) {
+        let block = self.slots[slot as usize].block;
+        self.memory.write(self.geometry.entry_offset(slot), &FREE);
+        self.slots[slot as usize] = Slot::EMPTY;
+        if self.index.get(&block) == Some(&slot) {
+            self.index.remove(&block);
+        }
+        self.eviction.removed(slot);
+    }
+
+    /// Puts `data` for `block` into the empty `slot`, then frees the slot
+    /// that held the older version, if any.
+    fn store(&mut self, slot: u32, block: u64, data: &Block, state: SlotState) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let crc = checksum(data);
+        self.memory.write(self.geometry.data_offset(slot), data);
+        let entry = Entry {
+            block,
+            seq,
+            data_crc: crc,
+            state,
+        };
+        self.memory.write(
+            self.geometry.entry_offset(slot),
+            &encode_entry(slot, &entry),
+        );
+        self.slots[slot as usize] = Slot {
+            block,
+            seq,
+            crc,
+            state: Some(state),
+        };
+        match self.index.insert(block, slot) {
+            Some(old) => {
+                self.memory.write(self.geometry.entry_offset(old), &FREE);
+                self.slots[old as usize] = Slot::EMPTY;
+                self.free.push(old);
+                self.eviction.moved(old, slot, block);
+            }
+            None => self.eviction.inserted(slot, block),
+        }
+    }
+}
