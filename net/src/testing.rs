@@ -1,9 +1,12 @@
-//! A test device: two [`Nic`]s joined by a virtual cable, in memory.
+//! A test device: two [`Nic`]s joined by a virtual cable, in memory, and
+//! a virtual clock to run tasks on.
 //!
 //! It lets the whole stack run on the host, like smoltcp's loopback
 //! device: two stacks talk to each other, or a test plays the far end by
 //! hand ([`Wire::inject`], [`Wire::take_sent`]). The cable can lose frames
-//! on purpose, to exercise retransmission.
+//! on purpose, to exercise retransmission. [`run`] drives the kernel's
+//! executor on [`VirtualClock`], where idling jumps straight to the next
+//! timer: time-outs and retransmissions take no real time.
 
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
@@ -12,7 +15,39 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::task::{Context, Poll, Waker};
 
+use unikernel::task::{Executor, Fifo, Platform};
+use unikernel::time::Instant;
+
 use crate::nic::{MAX_FRAME, Nic};
+
+/// Virtual time for host tests: idling jumps to the next deadline; idling
+/// with none means every task waits for something that cannot happen.
+pub struct VirtualClock {
+    pub now: Instant,
+    pub idles: u64,
+}
+
+impl Platform for VirtualClock {
+    fn now(&mut self) -> Instant {
+        self.now
+    }
+
+    fn idle(&mut self, deadline: Option<Instant>) {
+        self.idles += 1;
+        assert!(self.idles < 1_000_000, "the test makes no progress");
+        self.now = deadline.expect("deadlock: every task waits and no timer is set");
+    }
+}
+
+/// Runs `main` (and the tasks it spawns, stacks' runners included) on a
+/// [`VirtualClock`] until it returns.
+pub fn run<T: 'static>(main: impl core::future::Future<Output = T> + 'static) -> T {
+    let mut clock = VirtualClock {
+        now: Instant::from_nanos(1),
+        idles: 0,
+    };
+    Executor::<Fifo>::default().block_on(&mut clock, main)
+}
 
 /// Frames a side can have waiting before its peer's sends are refused.
 pub const QUEUE: usize = 64;

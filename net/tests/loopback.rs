@@ -1,49 +1,20 @@
 //! The whole stack on the host: two stacks joined by `net::testing::Wire`,
-//! run by the kernel's executor on a virtual clock (idling jumps the clock
-//! to the next deadline, so time-outs and retransmissions take no real time).
+//! run by the kernel's executor on `net::testing`'s virtual clock.
 
-use std::future::Future;
-
-use net::testing::Wire;
+use net::testing::{Wire, run};
 use net::{
     Config, ConnectError, Ipv4Addr, Ipv4Config, NoPing, PassAll, PingError, ReadError, RxPolicy,
     SocketAddrV4, Stack, TcpListener, TcpOptions, TcpStream, UdpOptions, UdpSocket, Verdict,
     WriteError,
 };
 use smoltcp::wire::{ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
-use unikernel::task::{self, Executor, Fifo, Platform};
-use unikernel::time::{Duration, Instant};
+use unikernel::task;
+use unikernel::time::Duration;
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-/// Virtual time: idling jumps to the next deadline; idling with none means
-/// every task waits for something that will never happen.
-struct VirtualClock {
-    now: Instant,
-    idles: u64,
-}
-
-impl Platform for VirtualClock {
-    fn now(&mut self) -> Instant {
-        self.now
-    }
-    fn idle(&mut self, deadline: Option<Instant>) {
-        self.idles += 1;
-        assert!(self.idles < 1_000_000, "the test makes no progress");
-        self.now = deadline.expect("deadlock: every task waits and no timer is set");
-    }
-}
-
-fn run<T: 'static>(main: impl Future<Output = T> + 'static) -> T {
-    let mut clock = VirtualClock {
-        now: Instant::from_nanos(1),
-        idles: 0,
-    };
-    Executor::<Fifo>::default().block_on(&mut clock, main)
-}
 
 fn config(address: Ipv4Addr) -> Config {
     Config {

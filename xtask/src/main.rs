@@ -192,6 +192,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                     What::Boot => boot::run(runs.max(1), accel)?,
                     What::Grafts => xtask::grafts::bench()?,
                     What::Net => xtask::bench::net::run(accel)?,
+                    What::Kv => xtask::bench::kv::run(runs.clamp(1, 3), accel)?,
                 }
             }
             Ok(0)

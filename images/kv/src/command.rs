@@ -110,30 +110,29 @@ pub fn integer(text: &[u8]) -> Option<i64> {
 impl Command {
     /// Checks a request's arguments (`args[0]` is the name).
     pub fn parse(args: Vec<Bytes>) -> Result<Command, CommandError> {
-        let mut args = args.into_iter();
-        let name_bytes = args.next().unwrap_or_default();
-        let name = String::from_utf8_lossy(&name_bytes).to_ascii_lowercase();
-        let rest: Vec<Bytes> = args.collect();
+        let mut rest = args.into_iter();
+        let name_bytes = rest.next().unwrap_or_default();
+        // Command names are short ASCII: lowercased on the stack.
+        let mut lower = [0u8; 16];
+        let name = match name_bytes.len() {
+            len @ 1..=16 => {
+                lower[..len].copy_from_slice(&name_bytes);
+                lower[..len].make_ascii_lowercase();
+                core::str::from_utf8(&lower[..len]).unwrap_or("")
+            }
+            _ => "",
+        };
         let n = rest.len();
         let exactly = |count: usize| {
-            if n == count {
-                Ok(())
-            } else {
-                Err(arity(&name))
-            }
+            if n == count { Ok(()) } else { Err(arity(name)) }
         };
         let at_least = |count: usize| {
-            if n >= count {
-                Ok(())
-            } else {
-                Err(arity(&name))
-            }
+            if n >= count { Ok(()) } else { Err(arity(name)) }
         };
-        let mut rest = rest.into_iter();
         let mut next = || rest.next().unwrap_or_default();
-        Ok(match name.as_str() {
+        Ok(match name {
             "ping" if n <= 1 => Command::Ping((n == 1).then(&mut next)),
-            "ping" => return Err(arity(&name)),
+            "ping" => return Err(arity(name)),
             "echo" => exactly(1).map(|()| Command::Echo(next()))?,
             "get" => exactly(1).map(|()| Command::Get(next()))?,
             "set" => {
@@ -162,7 +161,7 @@ impl Command {
             "mget" => at_least(1).map(|()| Command::MGet((0..n).map(|_| next()).collect()))?,
             "mset" => {
                 if n == 0 || !n.is_multiple_of(2) {
-                    return Err(arity(&name));
+                    return Err(arity(name));
                 }
                 Command::MSet((0..n / 2).map(|_| (next(), next())).collect())
             }

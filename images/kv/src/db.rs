@@ -63,7 +63,7 @@ impl<S: Blocks> Db<S> {
     pub async fn open(storage: S, uptime_ms: u64) -> Result<(Db<S>, Replay), LogError> {
         let mut store = Store::default();
         let (log, replay) = Log::open(storage, |record| {
-            for op in &record.ops {
+            for op in record.ops {
                 store.apply(op);
             }
         })
@@ -106,14 +106,25 @@ impl<S: Blocks> Db<S> {
 
     /// Stages `ops` as one record and applies them, or refuses if the log
     /// has no room.
-    fn change(&mut self, now: u64, ops: &[Op]) -> Result<(), Reply> {
+    fn change(&mut self, now: u64, ops: Vec<Op>) -> Result<(), Reply> {
+        if Log::<S>::record_len(&ops) > self.log.room() {
+            return Err(disk_full());
+        }
+        self.log.stage(now, &ops);
+        for op in ops {
+            self.store.apply(op);
+        }
+        Ok(())
+    }
+
+    /// [`Db::change`] for one op (no list to allocate).
+    fn change_one(&mut self, now: u64, op: Op) -> Result<(), Reply> {
+        let ops = core::slice::from_ref(&op);
         if Log::<S>::record_len(ops) > self.log.room() {
             return Err(disk_full());
         }
         self.log.stage(now, ops);
-        for op in ops {
-            self.store.apply(op);
-        }
+        self.store.apply(op);
         Ok(())
     }
 
@@ -122,7 +133,7 @@ impl<S: Blocks> Db<S> {
         if self.store.get(key)?.expired(now) {
             self.stats.expired += 1;
             // Best effort: with no room, replay expires it by time anyway.
-            let _ = self.change(now, &[Op::Del(key.to_vec())]);
+            let _ = self.change_one(now, Op::Del(key.to_vec()));
             return None;
         }
         self.store.get(key).map(|e| e.value.as_slice())
@@ -168,7 +179,7 @@ impl<S: Blocks> Db<S> {
                     .collect();
                 let count = present.len() as i64;
                 let ops: Vec<Op> = present.into_iter().map(Op::Del).collect();
-                match ops.is_empty() || self.change(now, &ops).is_ok() {
+                match ops.is_empty() || self.change(now, ops).is_ok() {
                     true => Reply::Integer(count),
                     false => disk_full(),
                 }
@@ -198,18 +209,18 @@ impl<S: Blocks> Db<S> {
                         expires_at: None,
                     })
                     .collect();
-                self.change(now, &ops).map_or_else(|e| e, |()| Reply::ok())
+                self.change(now, ops).map_or_else(|e| e, |()| Reply::ok())
             }
             Command::Expire(key, ms) => {
                 if self.lookup(&key, now).is_none() {
                     Reply::Integer(0)
                 } else if ms <= 0 {
-                    self.change(now, &[Op::Del(key)])
+                    self.change_one(now, Op::Del(key))
                         .map_or_else(|e| e, |()| Reply::Integer(1))
                 } else {
                     match now.checked_add(ms as u64) {
                         Some(at) => self
-                            .change(now, &[Op::Expire(key, Some(at))])
+                            .change_one(now, Op::Expire(key, Some(at)))
                             .map_or_else(|e| e, |()| Reply::Integer(1)),
                         None => Reply::error("ERR invalid expire time in 'expire' command"),
                     }
@@ -228,7 +239,7 @@ impl<S: Blocks> Db<S> {
             }
             Command::Persist(key) => match self.lookup(&key, now).map(|_| ()) {
                 Some(()) if self.store.get(&key).is_some_and(|e| e.expires_at.is_some()) => self
-                    .change(now, &[Op::Expire(key, None)])
+                    .change_one(now, Op::Expire(key, None))
                     .map_or_else(|e| e, |()| Reply::Integer(1)),
                 _ => Reply::Integer(0),
             },
@@ -239,7 +250,7 @@ impl<S: Blocks> Db<S> {
                 Reply::Integer(self.store.len() as i64)
             }
             Command::FlushAll => self
-                .change(now, &[Op::FlushAll])
+                .change_one(now, Op::FlushAll)
                 .map_or_else(|e| e, |()| Reply::ok()),
             Command::Info => Reply::Bulk(self.info(now).into_bytes()),
             Command::ConfigGet(patterns) => config_get(&patterns),
@@ -263,24 +274,31 @@ impl<S: Blocks> Db<S> {
         get: bool,
         now: u64,
     ) -> Reply {
-        let old = self.lookup(&key, now).map(<[u8]>::to_vec);
-        let old_expiry = self.store.get(&key).and_then(|e| e.expires_at);
-        let allowed = match condition {
-            Condition::Always => true,
-            Condition::IfAbsent => old.is_none(),
-            Condition::IfPresent => old.is_some(),
+        let present = self.lookup(&key, now).is_some();
+        let old = match get {
+            true => self
+                .store
+                .get(&key)
+                .filter(|_| present)
+                .map(|e| e.value.clone()),
+            false => None,
         };
         let answer = |old: Option<Vec<u8>>, done: bool| match (get, done) {
             (true, _) => old.map_or(Reply::Nil, Reply::Bulk),
             (false, true) => Reply::ok(),
             (false, false) => Reply::Nil,
         };
+        let allowed = match condition {
+            Condition::Always => true,
+            Condition::IfAbsent => !present,
+            Condition::IfPresent => present,
+        };
         if !allowed {
             return answer(old, false);
         }
         let expires_at = match expiry {
             Expiry::None => None,
-            Expiry::Keep => old_expiry,
+            Expiry::Keep => self.store.get(&key).and_then(|e| e.expires_at),
             Expiry::In(ms) => match now.checked_add(ms) {
                 Some(at) => Some(at),
                 None => return Reply::error("ERR invalid expire time in 'set' command"),
@@ -291,7 +309,7 @@ impl<S: Blocks> Db<S> {
             value,
             expires_at,
         };
-        match self.change(now, &[op]) {
+        match self.change_one(now, op) {
             Ok(()) => answer(old, true),
             Err(error) => error,
         }
@@ -314,7 +332,7 @@ impl<S: Blocks> Db<S> {
             value: format!("{next}").into_bytes(),
             expires_at,
         };
-        self.change(now, &[op])
+        self.change_one(now, op)
             .map_or_else(|e| e, |()| Reply::Integer(next))
     }
 

@@ -12,14 +12,17 @@
 //! The active area holds records (see `record`) from its start; the log
 //! ends at the first record that does not check out (wrong epoch, bad
 //! checksum, torn): whatever an earlier use of the area left after it
-//! carries an older epoch. Writes append at the end. Compaction writes a snapshot
-//! of the live data into the other area under the next epoch, makes it
-//! durable, and only then switches the superblock, so a crash at any point
-//! leaves one complete log. Every block goes through the block cache, so
-//! appends are acknowledged by the cache's durability mode.
+//! carries an older epoch. Writes append at the end. Compaction writes a
+//! snapshot of the live data into the other area under the next epoch,
+//! makes it durable, and only then switches the superblock, so a crash at
+//! any point leaves one complete log; the old area's blocks are then
+//! dropped from the cache without being written back. Every block goes
+//! through the block cache, so appends are acknowledged by the cache's
+//! durability mode.
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use unikernel::storage::{
     BLOCK, Block, BlockCache, BlockDev, BlockFilter, CacheError, CacheMemory, EvictionPolicy,
@@ -40,8 +43,24 @@ pub trait Blocks {
     fn capacity_blocks(&self) -> u64;
     async fn read(&mut self, block: u64, out: &mut Block) -> Result<(), CacheError>;
     async fn write(&mut self, block: u64, data: &Block) -> Result<(), CacheError>;
+    /// Writes several blocks, acknowledged together.
+    async fn write_many(&mut self, blocks: &[(u64, &Block)]) -> Result<(), CacheError> {
+        for &(block, data) in blocks {
+            self.write(block, data).await?;
+        }
+        Ok(())
+    }
     /// Makes everything written so far durable on the disk.
     async fn flush(&mut self) -> Result<(), CacheError>;
+    /// Makes what was written to `blocks` durable on the disk.
+    async fn flush_range(&mut self, blocks: Range<u64>) -> Result<(), CacheError> {
+        let _ = blocks;
+        self.flush().await
+    }
+    /// Forgets `blocks`: their contents are garbage from now on.
+    fn discard(&mut self, blocks: Range<u64>) {
+        let _ = blocks;
+    }
 }
 
 impl<M, D, E, R, F> Blocks for BlockCache<M, D, E, R, F>
@@ -61,8 +80,17 @@ where
     async fn write(&mut self, block: u64, data: &Block) -> Result<(), CacheError> {
         BlockCache::write(self, block, data).await
     }
+    async fn write_many(&mut self, blocks: &[(u64, &Block)]) -> Result<(), CacheError> {
+        BlockCache::write_many(self, blocks).await
+    }
     async fn flush(&mut self) -> Result<(), CacheError> {
         BlockCache::flush(self).await.map(|_| ())
+    }
+    async fn flush_range(&mut self, blocks: Range<u64>) -> Result<(), CacheError> {
+        BlockCache::flush_range(self, blocks).await.map(|_| ())
+    }
+    fn discard(&mut self, blocks: Range<u64>) {
+        BlockCache::discard(self, blocks);
     }
 }
 
@@ -133,20 +161,23 @@ struct Appender {
 }
 
 impl Appender {
+    /// Appends `bytes`: every block they touch, written as one batch.
     async fn append<S: Blocks>(&mut self, storage: &mut S, bytes: &[u8]) -> Result<(), LogError> {
+        let mut blocks: Vec<(u64, Block)> = Vec::new();
         let mut done = 0;
         while done < bytes.len() {
             let within = (self.end % BLOCK as u64) as usize;
             let n = (BLOCK - within).min(bytes.len() - done);
             self.tail[within..within + n].copy_from_slice(&bytes[done..done + n]);
-            let block = self.first_block + self.end / BLOCK as u64;
-            storage.write(block, &self.tail).await?;
+            blocks.push((self.first_block + self.end / BLOCK as u64, self.tail));
             self.end += n as u64;
             done += n;
             if self.end.is_multiple_of(BLOCK as u64) {
                 self.tail = [0; BLOCK];
             }
         }
+        let batch: Vec<(u64, &Block)> = blocks.iter().map(|(b, d)| (*b, d)).collect();
+        storage.write_many(&batch).await?;
         Ok(())
     }
 }
@@ -355,9 +386,17 @@ impl<S: Blocks> Log<S> {
                 batch = 0;
             }
         }
-        self.storage.flush().await?;
+        // The snapshot reaches the disk before the superblock can name it
+        // (so the disk stays consistent even if the VM is switched off);
+        // then the old area is garbage: dropped from the cache unwritten.
+        let written = appender.end.div_ceil(BLOCK as u64);
+        self.storage
+            .flush_range(next.first_block()..next.first_block() + written)
+            .await?;
         self.storage.write(next.seq % 2, &next.encode()).await?;
-        self.storage.flush().await?;
+        self.storage.flush_range(0..2).await?;
+        let old = self.superblock.first_block();
+        self.storage.discard(old..old + self.superblock.area_blocks);
         self.superblock = next;
         self.appender = appender;
         self.compactions += 1;

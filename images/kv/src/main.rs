@@ -6,9 +6,13 @@
 
 unikernel::image!(rio: kv::RIO_BYTES, main: main);
 
+extern crate alloc;
+
 #[cfg(target_os = "none")]
 async fn main() -> i32 {
-    kv::server::run().await
+    // On the heap: the kernel stack is small, and so is `main`'s future
+    // when it is only this box.
+    alloc::boxed::Box::pin(kv::server::run()).await
 }
 
 #[cfg(not(target_os = "none"))]

@@ -96,7 +96,7 @@ fn number(text: &[u8]) -> Option<i64> {
 }
 
 fn parse_multibulk(buf: &[u8]) -> Result<Option<Request>, ProtocolError> {
-    let Some((head, mut at)) = line(buf, 0, ProtocolError::TooBigCount)? else {
+    let Some((head, start)) = line(buf, 0, ProtocolError::TooBigCount)? else {
         return Ok(None);
     };
     let count = number(&head[1..]).ok_or(ProtocolError::InvalidMultibulkLength)?;
@@ -104,30 +104,45 @@ fn parse_multibulk(buf: &[u8]) -> Result<Option<Request>, ProtocolError> {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
     let count = count.max(0) as usize;
-    // First pass: find every bulk without copying (the request may be
-    // incomplete; parsing again later is cheap).
-    let mut spans = Vec::with_capacity(count.min(64));
+    // First pass: is all of it here, and well formed? (Nothing is copied
+    // until it is; parsing again once more bytes arrive is cheap.)
+    let mut at = start;
     for _ in 0..count {
-        let Some(&kind) = buf.get(at) else {
-            return Ok(None);
-        };
-        if kind != b'$' {
-            return Err(ProtocolError::ExpectedDollar(kind));
+        match bulk(buf, at)? {
+            Some((_, next)) => at = next,
+            None => return Ok(None),
         }
-        let Some((head, next)) = line(buf, at, ProtocolError::TooBigCount)? else {
-            return Ok(None);
-        };
-        let len = number(&head[1..])
-            .filter(|&n| (0..=MAX_BULK as i64).contains(&n))
-            .ok_or(ProtocolError::InvalidBulkLength)? as usize;
-        if buf.len() < next + len + 2 {
-            return Ok(None);
-        }
-        spans.push(next..next + len);
-        at = next + len + 2;
     }
-    let args = spans.into_iter().map(|span| buf[span].to_vec()).collect();
+    let mut args = Vec::with_capacity(count);
+    let mut at = start;
+    for _ in 0..count {
+        let Some((span, next)) = bulk(buf, at)? else {
+            unreachable!("checked by the first pass");
+        };
+        args.push(buf[span].to_vec());
+        at = next;
+    }
     Ok(Some(Request { args, consumed: at }))
+}
+
+/// The bulk string at `at`: its bytes and where the next one starts.
+fn bulk(buf: &[u8], at: usize) -> Result<Option<(core::ops::Range<usize>, usize)>, ProtocolError> {
+    let Some(&kind) = buf.get(at) else {
+        return Ok(None);
+    };
+    if kind != b'$' {
+        return Err(ProtocolError::ExpectedDollar(kind));
+    }
+    let Some((head, next)) = line(buf, at, ProtocolError::TooBigCount)? else {
+        return Ok(None);
+    };
+    let len = number(&head[1..])
+        .filter(|&n| (0..=MAX_BULK as i64).contains(&n))
+        .ok_or(ProtocolError::InvalidBulkLength)? as usize;
+    if buf.len() < next + len + 2 {
+        return Ok(None);
+    }
+    Ok(Some((next..next + len, next + len + 2)))
 }
 
 fn parse_inline(buf: &[u8]) -> Result<Option<Request>, ProtocolError> {
@@ -215,9 +230,24 @@ fn line_out(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
 }
 
 fn integer_out(out: &mut Vec<u8>, kind: u8, n: i64) {
-    let mut text = String::new();
-    let _ = write!(text, "{n}");
-    line_out(out, kind, text.as_bytes());
+    // By hand: `write!` costs more than the rest of a small reply.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push(kind);
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -300,12 +330,15 @@ mod tests {
         Reply::ok().encode(&mut out);
         Reply::error("ERR bad\r\nthing").encode(&mut out);
         Reply::Integer(-3).encode(&mut out);
+        Reply::Integer(i64::MIN).encode(&mut out);
+        Reply::Integer(0).encode(&mut out);
         Reply::Bulk(b"hi".to_vec()).encode(&mut out);
         Reply::Nil.encode(&mut out);
         Reply::Array(vec![Reply::Integer(1), Reply::Nil]).encode(&mut out);
         assert_eq!(
             out,
-            b"+OK\r\n-ERR bad  thing\r\n:-3\r\n$2\r\nhi\r\n$-1\r\n*2\r\n:1\r\n$-1\r\n"
+            b"+OK\r\n-ERR bad  thing\r\n:-3\r\n:-9223372036854775808\r\n:0\r\n$2\r\nhi\r\n\
+              $-1\r\n*2\r\n:1\r\n$-1\r\n"
         );
     }
 }

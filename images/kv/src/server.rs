@@ -23,19 +23,24 @@ use net::{Config, PassAll, TcpListener, TcpOptions, TcpStream};
 use unikernel::block::BlockDevice;
 use unikernel::println;
 use unikernel::rio;
-use unikernel::storage::{Durability, RioCache, Start};
+use unikernel::rio::ProtectedRegion;
+use unikernel::storage::{BlockCache, Durability, Lru, Plain, Recovery, Sequential, Start};
 use unikernel::task;
 use unikernel::time::Duration;
 
 use crate::command::Fault;
 use crate::db::{Action, Db};
+use crate::disk::{Disk, RamDisk};
 use crate::exclusive::Exclusive;
 use crate::log::LogError;
 use crate::resp::{self, Reply};
 
-/// The cache this image uses: LRU eviction, sequential read-ahead, no
-/// filter (the compiled-in defaults).
-type Cache = RioCache;
+/// The cache this image uses: in the Rio region, over the disk; LRU
+/// eviction, sequential read-ahead, no filter (the compiled-in defaults).
+type Cache = BlockCache<&'static ProtectedRegion, Disk, Lru, Sequential, Plain>;
+
+/// Blocks of the RAM disk used when the VM has no disk (4 MiB).
+const RAM_DISK_BLOCKS: usize = 8192;
 
 /// Largest partial request a connection may buffer, bytes.
 const MAX_QUERY: usize = 4 << 20;
@@ -75,17 +80,23 @@ pub async fn run() -> i32 {
         println!("kv: bad command line: {cmdline}");
         return 2;
     };
-    let Some(disk) = BlockDevice::open() else {
-        println!("kv: no virtio-blk disk (run with --disk PATH)");
-        return 3;
-    };
     let Some(region) = rio::region() else {
         println!("kv: no Rio region");
         return 3;
     };
-
     let start = unikernel::time::now();
-    let (cache, recovery) = match Cache::open(region, disk, mode).await {
+    let opened = match BlockDevice::open() {
+        Some(disk) => Cache::open(region, Disk::Virtio(disk), mode).await,
+        None => {
+            println!(
+                "kv: no virtio-blk disk: logging to a 4 MiB RAM disk, nothing will outlive \
+                 this VM (run with --disk PATH to keep the data)"
+            );
+            let disk = Disk::Ram(RamDisk::new(RAM_DISK_BLOCKS));
+            Cache::create(region, disk, mode).map(|cache| (cache, Recovery::default()))
+        }
+    };
+    let (cache, recovery) = match opened {
         Ok(opened) => opened,
         Err(error) => {
             println!("kv: the block cache cannot open: {error:?}");

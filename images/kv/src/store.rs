@@ -19,8 +19,8 @@ impl Entry {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
-    fn size(key: &[u8], value: &[u8]) -> u64 {
-        (key.len() + value.len() + 32) as u64
+    fn size(key: usize, value: usize) -> u64 {
+        (key + value + 32) as u64
     }
 }
 
@@ -67,27 +67,24 @@ impl Store {
     }
 
     /// Applies one change.
-    pub fn apply(&mut self, op: &Op) {
+    pub fn apply(&mut self, op: Op) {
         match op {
             Op::Set {
                 key,
                 value,
                 expires_at,
             } => {
-                self.remove(key);
-                self.bytes += Entry::size(key, value);
-                self.map.insert(
-                    key.clone(),
-                    Entry {
-                        value: value.clone(),
-                        expires_at: *expires_at,
-                    },
-                );
+                let key_len = key.len();
+                self.bytes += Entry::size(key_len, value.len());
+                let new = Entry { value, expires_at };
+                if let Some(old) = self.map.insert(key, new) {
+                    self.bytes -= Entry::size(key_len, old.value.len());
+                }
             }
-            Op::Del(key) => self.remove(key),
+            Op::Del(key) => self.remove(&key),
             Op::Expire(key, at) => {
-                if let Some(entry) = self.map.get_mut(key) {
-                    entry.expires_at = *at;
+                if let Some(entry) = self.map.get_mut(&key) {
+                    entry.expires_at = at;
                 }
             }
             Op::FlushAll => {
@@ -99,7 +96,7 @@ impl Store {
 
     fn remove(&mut self, key: &[u8]) {
         if let Some(old) = self.map.remove(key) {
-            self.bytes -= Entry::size(key, &old.value);
+            self.bytes -= Entry::size(key.len(), old.value.len());
         }
     }
 
@@ -132,18 +129,18 @@ mod tests {
     #[test]
     fn changes_apply_and_sizes_add_up() {
         let mut store = Store::default();
-        store.apply(&set("a", "1", None));
-        store.apply(&set("b", "22", Some(50)));
-        store.apply(&set("a", "333", None));
+        store.apply(set("a", "1", None));
+        store.apply(set("b", "22", Some(50)));
+        store.apply(set("a", "333", None));
         assert_eq!(store.len(), 2);
         assert_eq!(store.live_bytes(), (1 + 3 + 32) + (1 + 2 + 32));
-        store.apply(&Op::Expire(b"a".to_vec(), Some(10)));
+        store.apply(Op::Expire(b"a".to_vec(), Some(10)));
         assert_eq!(store.get(b"a").unwrap().expires_at, Some(10));
         assert_eq!(store.expired_keys(20, 10), vec![b"a".to_vec()]);
         assert_eq!(store.snapshot(20).count(), 1);
-        store.apply(&Op::Del(b"b".to_vec()));
+        store.apply(Op::Del(b"b".to_vec()));
         assert_eq!(store.live_bytes(), 1 + 3 + 32);
-        store.apply(&Op::FlushAll);
+        store.apply(Op::FlushAll);
         assert!(store.is_empty());
         assert_eq!(store.live_bytes(), 0);
     }

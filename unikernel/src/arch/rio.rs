@@ -177,6 +177,49 @@ impl ProtectedRegion {
         self.write_raw(HEADER + offset, data);
     }
 
+    /// Copies several `(offset, data)` pieces into the storage part, in
+    /// order, with the pages made writable once for all of them (the cache
+    /// commits a batch of blocks with one flip rather than one per piece).
+    /// Panics if a piece does not fit (a bug in the caller).
+    pub fn write_many(&self, pieces: &[(usize, &[u8])]) {
+        let (mut low, mut high) = (usize::MAX, 0);
+        for &(offset, data) in pieces {
+            let end = offset
+                .checked_add(data.len())
+                .filter(|&end| end <= self.len());
+            assert!(
+                end.is_some(),
+                "Rio write {offset}+{} outside the region",
+                data.len()
+            );
+            if !data.is_empty() {
+                low = low.min(offset);
+                high = high.max(offset + data.len());
+            }
+        }
+        if low >= high {
+            return;
+        }
+        let first = (self.start + (HEADER + low) as u64) & !(ALIGN - 1);
+        let last = (self.start + (HEADER + high) as u64 - 1) & !(ALIGN - 1);
+        critical(|| {
+            set_writable(first, last, true);
+            for &(offset, data) in pieces {
+                // SAFETY: each piece lies inside the region (checked above),
+                // which is writable now, and interrupts are off until the
+                // pages are read-only again.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        data.as_ptr(),
+                        (self.start as usize + HEADER + offset) as *mut u8,
+                        data.len(),
+                    )
+                };
+            }
+            set_writable(first, last, false);
+        });
+    }
+
     fn write_raw(&self, offset: usize, data: &[u8]) {
         if data.is_empty() {
             return;

@@ -92,6 +92,22 @@ fn probe(address: u64, size: u64, gsi: u32) -> Option<VirtioDevice> {
     })
 }
 
+/// The first device of `kind`. The other devices found on the way are
+/// left alone: dropping a transport resets its device, which would stop a
+/// device another driver already uses (e.g. the disk when the network
+/// opens after it).
+pub fn take(kind: DeviceType) -> Option<VirtioDevice> {
+    let mut wanted = None;
+    for device in discover() {
+        if wanted.is_none() && device.kind == kind {
+            wanted = Some(device);
+        } else {
+            core::mem::forget(device);
+        }
+    }
+    wanted
+}
+
 /// Every virtio device present, each probed once.
 pub fn discover() -> alloc::vec::Vec<VirtioDevice> {
     let cmdline = super::cmdline();

@@ -16,7 +16,7 @@ use virtio_drivers::transport::DeviceType;
 use virtio_drivers::transport::mmio::MmioTransport;
 
 use super::irq::IrqLine;
-use super::virtio::{KernelHal, discover};
+use super::virtio::{KernelHal, take};
 use crate::sync::AsyncLock;
 
 /// Size of one block (a virtio sector).
@@ -62,9 +62,7 @@ pub struct BlockDevice {
 impl BlockDevice {
     /// Opens the first virtio-blk device, if any.
     pub fn open() -> Option<BlockDevice> {
-        let found = discover()
-            .into_iter()
-            .find(|d| d.kind == DeviceType::Block)?;
+        let found = take(DeviceType::Block)?;
         let mut device = match VirtIOBlk::<KernelHal, _>::new(found.transport) {
             Ok(device) => device,
             Err(error) => {

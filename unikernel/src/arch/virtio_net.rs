@@ -30,7 +30,7 @@ use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::{DeviceType, Transport};
 
 use super::irq::IrqLine;
-use super::virtio::{KernelHal, discover};
+use super::virtio::{KernelHal, take};
 
 /// Descriptors per queue (receive and transmit each).
 pub const QUEUE_SIZE: usize = 64;
@@ -126,10 +126,7 @@ pub struct NetDevice<T: Transport = MmioTransport<'static>> {
 impl NetDevice {
     /// Opens the first virtio-net device found on microvm's virtio-mmio bus.
     pub fn open() -> Result<NetDevice, OpenError> {
-        let found = discover()
-            .into_iter()
-            .find(|d| d.kind == DeviceType::Network)
-            .ok_or(OpenError::NoDevice)?;
+        let found = take(DeviceType::Network).ok_or(OpenError::NoDevice)?;
         NetDevice::new(found.transport, found.gsi)
     }
 }

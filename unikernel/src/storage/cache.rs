@@ -12,7 +12,8 @@
 //!
 //! So the registry always names, for every block, either nothing or the
 //! newest acknowledged data (or data newer still, from a write in flight),
-//! and a dirty entry's data always matches its checksum.
+//! and a dirty entry's data always matches its checksum. This file holds
+//! the state and the read path; [`super::write`] the write path.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -22,7 +23,7 @@ use super::device::{BLOCK, Block, BlockDev, CacheMemory, DeviceError};
 use super::eviction::EvictionPolicy;
 use super::filter::BlockFilter;
 use super::readahead::ReadAhead;
-use super::registry::{Entry, FREE, Geometry, SlotState, checksum, encode_entry};
+use super::registry::{Geometry, SlotState};
 
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -168,7 +169,7 @@ where
         self.index.contains_key(&block)
     }
 
-    fn check(&self, block: u64) -> Result<(), CacheError> {
+    pub(super) fn check(&self, block: u64) -> Result<(), CacheError> {
         if block < self.disk.capacity_blocks() {
             Ok(())
         } else {
@@ -247,39 +248,7 @@ where
             return Ok(());
         }
         let slot = self.take_slot().await?;
-        self.store(slot, block, data, SlotState::Clean);
-        Ok(())
-    }
-
-    /// Writes `block`. Acknowledged (returns) per the durability mode.
-    pub async fn write(&mut self, block: u64, data: &Block) -> Result<(), CacheError> {
-        self.check(block)?;
-        let slot = self.take_slot().await?;
-        let state = match self.mode {
-            Durability::Rio => SlotState::Dirty,
-            Durability::WriteThrough => {
-                // Forget the cached copy first (clean, in this mode): from
-                // the disk write on, the disk may hold either version.
-                if let Some(&old) = self.index.get(&block) {
-                    self.release(old);
-                    self.free.push(old);
-                }
-                let mut on_disk = *data;
-                self.filter.encode(block, &mut on_disk);
-                let written = match self.disk.write(block, &on_disk).await {
-                    Ok(()) => self.disk.flush().await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = written {
-                    self.free.push(slot);
-                    return Err(error.into());
-                }
-                self.stats.blocks_written += 1;
-                SlotState::Clean
-            }
-        };
-        self.store(slot, block, data, state);
-        self.stats.writes += 1;
+        self.store_all(&[slot], &[(block, data)], SlotState::Clean);
         Ok(())
     }
 
@@ -296,161 +265,5 @@ where
             done += n;
         }
         Ok(())
-    }
-
-    /// Writes `data` at byte `offset` of the disk (partial blocks are read
-    /// first).
-    pub async fn write_bytes(&mut self, offset: u64, data: &[u8]) -> Result<(), CacheError> {
-        let mut done = 0;
-        let mut block = [0u8; BLOCK];
-        while done < data.len() {
-            let at = offset + done as u64;
-            let within = (at % BLOCK as u64) as usize;
-            let n = (BLOCK - within).min(data.len() - done);
-            if n < BLOCK {
-                self.read(at / BLOCK as u64, &mut block).await?;
-            }
-            block[within..within + n].copy_from_slice(&data[done..done + n]);
-            self.write(at / BLOCK as u64, &block).await?;
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Writes every dirty block to the disk and flushes the disk.
-    pub async fn flush(&mut self) -> Result<usize, CacheError> {
-        let written = self.write_back_all().await?;
-        self.disk.flush().await?;
-        Ok(written)
-    }
-
-    /// Writes the dirty blocks back in block order, runs of neighbours in
-    /// one request each, and marks them clean.
-    pub(super) async fn write_back_all(&mut self) -> Result<usize, CacheError> {
-        let dirty: Vec<(u64, u32)> = self
-            .index
-            .iter()
-            .filter(|&(_, &slot)| self.slots[slot as usize].state == Some(SlotState::Dirty))
-            .map(|(&block, &slot)| (block, slot))
-            .collect();
-        let mut buffer = Vec::with_capacity(D::MAX_BLOCKS * BLOCK);
-        let mut run: Vec<u32> = Vec::with_capacity(D::MAX_BLOCKS);
-        for (i, &(block, slot)) in dirty.iter().enumerate() {
-            let mut data = *self.data(slot);
-            self.filter.encode(block, &mut data);
-            buffer.extend_from_slice(&data);
-            run.push(slot);
-            let next_joins = dirty
-                .get(i + 1)
-                .is_some_and(|&(next, _)| next == block + 1 && run.len() < D::MAX_BLOCKS);
-            if !next_joins {
-                let first = block + 1 - run.len() as u64;
-                self.disk.write(first, &buffer).await?;
-                self.stats.blocks_written += run.len() as u64;
-                for &slot in &run {
-                    self.mark_clean(slot);
-                }
-                buffer.clear();
-                run.clear();
-            }
-        }
-        Ok(dirty.len())
-    }
-
-    fn mark_clean(&mut self, slot: u32) {
-        let info = &mut self.slots[slot as usize];
-        info.state = Some(SlotState::Clean);
-        let entry = Entry {
-            block: info.block,
-            seq: info.seq,
-            data_crc: info.crc,
-            state: SlotState::Clean,
-        };
-        let offset = self.geometry.entry_offset(slot);
-        self.memory.write(offset, &encode_entry(slot, &entry));
-    }
-
-    /// An empty slot: a free one, or one emptied by eviction.
-    async fn take_slot(&mut self) -> Result<u32, CacheError> {
-        if let Some(slot) = self.free.pop() {
-            return Ok(slot);
-        }
-        let proposed = self.eviction.victim();
-        let occupied = |s: &u32| {
-            self.slots
-                .get(*s as usize)
-                .is_some_and(|s| s.state.is_some())
-        };
-        let slot = match proposed.filter(occupied) {
-            Some(slot) => slot,
-            None => {
-                // The policy named no occupied slot: pick the oldest write.
-                let oldest = self
-                    .slots
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.state.is_some());
-                oldest
-                    .min_by_key(|(_, s)| s.seq)
-                    .map(|(i, _)| i as u32)
-                    .expect("a full cache")
-            }
-        };
-        let info = self.slots[slot as usize];
-        if info.state == Some(SlotState::Dirty) {
-            let mut data = *self.data(slot);
-            self.filter.encode(info.block, &mut data);
-            self.disk.write(info.block, &data).await?;
-            self.stats.blocks_written += 1;
-            self.mark_clean(slot);
-        }
-        self.release(slot);
-        self.stats.evictions += 1;
-        Ok(slot)
-    }
-
-    /// Empties an occupied slot (its entry first).
-    pub(super) fn release(&mut self, slot: u32) {
-        let block = self.slots[slot as usize].block;
-        self.memory.write(self.geometry.entry_offset(slot), &FREE);
-        self.slots[slot as usize] = Slot::EMPTY;
-        if self.index.get(&block) == Some(&slot) {
-            self.index.remove(&block);
-        }
-        self.eviction.removed(slot);
-    }
-
-    /// Puts `data` for `block` into the empty `slot`, then frees the slot
-    /// that held the older version, if any.
-    fn store(&mut self, slot: u32, block: u64, data: &Block, state: SlotState) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let crc = checksum(data);
-        self.memory.write(self.geometry.data_offset(slot), data);
-        let entry = Entry {
-            block,
-            seq,
-            data_crc: crc,
-            state,
-        };
-        self.memory.write(
-            self.geometry.entry_offset(slot),
-            &encode_entry(slot, &entry),
-        );
-        self.slots[slot as usize] = Slot {
-            block,
-            seq,
-            crc,
-            state: Some(state),
-        };
-        match self.index.insert(block, slot) {
-            Some(old) => {
-                self.memory.write(self.geometry.entry_offset(old), &FREE);
-                self.slots[old as usize] = Slot::EMPTY;
-                self.free.push(old);
-                self.eviction.moved(old, slot, block);
-            }
-            None => self.eviction.inserted(slot, block),
-        }
     }
 }

@@ -1,10 +1,10 @@
-//! Crash at every step: a workload of writes, reads and flushes on a small
-//! cache (so that evictions and write-backs happen) is stopped after its
-//! n-th mutation of memory or disk — for every n, with the n-th mutation
-//! dropped or torn (after one byte, mid-block, after one block of a
-//! multi-block disk write; disks write whole sectors) — and the cache is then
-//! reopened on what survived. Every block must read back as its last
-//! acknowledged write (or the write that was in flight), on the disk as
+//! Crash at every step: a workload of writes (single and batched), reads
+//! and flushes on a small cache (so that evictions and write-backs happen)
+//! is stopped after its n-th mutation of memory or disk — for every n, with
+//! the n-th mutation dropped or torn (after one byte, mid-block, after one
+//! block of a multi-block disk write; disks write whole sectors) — and the
+//! cache is then reopened on what survived. Every block must read back as
+//! its last acknowledged write (or the write in flight), on the disk as
 //! well as through the cache, and no dirty block may be reported lost. The
 //! same again with a second crash at every step of the recovery.
 
@@ -20,6 +20,8 @@ const SLOTS: usize = 7;
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Write(u64, u32),
+    /// Two neighbouring blocks in one `write_many`.
+    Pair(u64, u32),
     Read(u64),
     Flush,
 }
@@ -38,6 +40,7 @@ fn workload() -> Vec<Op> {
         .map(|i| match (i, next() % 4) {
             (25 | 45, _) => Op::Flush,
             (_, 0) => Op::Read(u64::from(next()) % BLOCKS),
+            (_, 1) => Op::Pair(u64::from(next()) % (BLOCKS - 1), i + 1),
             _ => Op::Write(u64::from(next()) % BLOCKS, i + 1),
         })
         .collect()
@@ -49,7 +52,7 @@ type Cache<'d> = BlockCache<MemMemory, &'d MemDisk, Lru, Sequential, Plain>;
 #[derive(Default)]
 struct Outcome {
     acked: BTreeMap<u64, u32>,
-    in_flight: Option<(u64, u32)>,
+    in_flight: Vec<(u64, u32)>,
 }
 
 fn expected(block: u64, version: Option<u32>) -> Block {
@@ -64,10 +67,20 @@ fn run(cache: &mut Cache, clock: &CrashClock) -> Outcome {
             Op::Write(block, version) => {
                 block_on(cache.write(block, &pattern(block, version))).unwrap();
                 if clock.crashed() {
-                    outcome.in_flight = Some((block, version));
+                    outcome.in_flight = vec![(block, version)];
                     break;
                 }
                 outcome.acked.insert(block, version);
+            }
+            Op::Pair(block, version) => {
+                let (a, b) = (pattern(block, version), pattern(block + 1, version));
+                block_on(cache.write_many(&[(block, &a), (block + 1, &b)])).unwrap();
+                let written = [(block, version), (block + 1, version)];
+                if clock.crashed() {
+                    outcome.in_flight = written.to_vec();
+                    break;
+                }
+                outcome.acked.extend(written);
             }
             Op::Read(block) => {
                 let mut data = [0; BLOCK];
@@ -94,10 +107,11 @@ fn verify(memory: MemMemory, disk: &MemDisk, mode: Durability, outcome: &Outcome
     assert_eq!(recovery.lost_dirty, 0, "{what}: {recovery:?}");
     for block in 0..BLOCKS {
         let acked = expected(block, outcome.acked.get(&block).copied());
-        let in_flight = match outcome.in_flight {
-            Some((b, version)) if b == block => Some(pattern(b, version)),
-            _ => None,
-        };
+        let in_flight = outcome
+            .in_flight
+            .iter()
+            .find(|&&(b, _)| b == block)
+            .map(|&(b, version)| pattern(b, version));
         let mut data = [0; BLOCK];
         block_on(cache.read(block, &mut data)).unwrap();
         assert!(
@@ -137,7 +151,7 @@ fn total_mutations(mode: Durability) -> u64 {
         block_on(BlockCache::open(memory_for(SLOTS, &clock), &disk, mode)).unwrap();
     let start = clock.ticks();
     let outcome = run(&mut cache, &clock);
-    assert!(outcome.in_flight.is_none());
+    assert!(outcome.in_flight.is_empty());
     clock.ticks() - start
 }
 

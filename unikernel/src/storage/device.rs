@@ -44,6 +44,13 @@ pub trait CacheMemory {
     fn bytes(&self) -> &[u8];
     /// Copies `data` to `offset` (which the caller keeps in bounds).
     fn write(&mut self, offset: usize, data: &[u8]);
+    /// Copies several pieces, in order. The Rio region does it with one
+    /// change of protection for all; by default, one write each.
+    fn write_many(&mut self, pieces: &[(usize, &[u8])]) {
+        for &(offset, data) in pieces {
+            self.write(offset, data);
+        }
+    }
     fn len(&self) -> usize {
         self.bytes().len()
     }
@@ -90,6 +97,9 @@ mod target {
         }
         fn write(&mut self, offset: usize, data: &[u8]) {
             ProtectedRegion::write(self, offset, data)
+        }
+        fn write_many(&mut self, pieces: &[(usize, &[u8])]) {
+            ProtectedRegion::write_many(self, pieces)
         }
     }
 }

@@ -42,6 +42,7 @@ mod readahead;
 mod recovery;
 pub mod registry;
 pub mod testing;
+mod write;
 
 #[cfg(test)]
 mod crash_tests;

@@ -89,29 +89,14 @@ where
     /// Opens the cache that lives in `memory` for `disk`: recovers it if
     /// `memory` holds a registry for this disk, formats it otherwise.
     pub async fn open(memory: M, disk: D, mode: Durability) -> Result<(Self, Recovery), OpenError> {
-        let geometry = Geometry::for_len(memory.len()).ok_or(OpenError::TooSmall)?;
-        let mut eviction = E::default();
-        eviction.reset(geometry.slots);
-        let mut cache = BlockCache {
-            memory,
-            disk,
-            eviction,
-            readahead: R::default(),
-            filter: F::default(),
-            geometry,
-            mode,
-            slots: vec![Slot::EMPTY; geometry.slots as usize],
-            index: BTreeMap::new(),
-            free: Vec::new(),
-            next_seq: 1,
-            stats: CacheStats::default(),
-        };
+        let mut cache = Self::new(memory, disk, mode)?;
         let header_bytes: &[u8; HEADER_LEN] = cache.memory.bytes()[..HEADER_LEN]
             .try_into()
             .expect("header");
+        let slots = cache.geometry.slots;
         let disk_blocks = cache.disk.capacity_blocks();
         let reason = match Header::decode(header_bytes) {
-            Ok(h) if h.slots == geometry.slots && h.disk_blocks == disk_blocks => None,
+            Ok(h) if h.slots == slots && h.disk_blocks == disk_blocks => None,
             Ok(h) => Some((FormatReason::OtherCache, h.formats)),
             Err(HeaderError::NoMagic) => Some((FormatReason::Cold, 0)),
             Err(error) => Some((FormatReason::DamagedHeader(error), 0)),
@@ -127,6 +112,38 @@ where
             None => cache.recover().await?,
         };
         Ok((cache, recovery))
+    }
+
+    /// A cache in `memory` for `disk`, formatted whatever `memory` holds:
+    /// for a disk that does not outlive the boot (nothing to recover).
+    pub fn create(memory: M, disk: D, mode: Durability) -> Result<Self, OpenError> {
+        let mut cache = Self::new(memory, disk, mode)?;
+        let header: &[u8; HEADER_LEN] = cache.memory.bytes()[..HEADER_LEN]
+            .try_into()
+            .expect("header");
+        let formats = Header::decode(header).map_or(0, |h| h.formats);
+        cache.format(formats + 1);
+        Ok(cache)
+    }
+
+    fn new(memory: M, disk: D, mode: Durability) -> Result<Self, OpenError> {
+        let geometry = Geometry::for_len(memory.len()).ok_or(OpenError::TooSmall)?;
+        let mut eviction = E::default();
+        eviction.reset(geometry.slots);
+        Ok(BlockCache {
+            memory,
+            disk,
+            eviction,
+            readahead: R::default(),
+            filter: F::default(),
+            geometry,
+            mode,
+            slots: vec![Slot::EMPTY; geometry.slots as usize],
+            index: BTreeMap::new(),
+            free: Vec::new(),
+            next_seq: 1,
+            stats: CacheStats::default(),
+        })
     }
 
     /// Clears every entry, then writes the header (a crash before the
@@ -206,9 +223,11 @@ where
             }
             to_free.push(slot);
         }
-        for slot in to_free {
-            self.memory.write(self.geometry.entry_offset(slot), &FREE);
-        }
+        let frees: Vec<(usize, &[u8])> = to_free
+            .iter()
+            .map(|&slot| (self.geometry.entry_offset(slot), &FREE[..]))
+            .collect();
+        self.memory.write_many(&frees);
         // 3. Rebuild the in-memory view; the policy learns the blocks in
         // the order they were written.
         kept.sort_by_key(|(_, entry)| entry.seq);
@@ -232,6 +251,16 @@ where
         report.written_back = self.write_back_all().await? as u32;
         self.disk.flush().await.map_err(OpenError::Device)?;
         Ok(report)
+    }
+}
+
+impl Default for Recovery {
+    /// Nothing found: a formatted cache.
+    fn default() -> Recovery {
+        Recovery {
+            start: Start::Formatted(FormatReason::Cold),
+            ..Recovery::nothing()
+        }
     }
 }
 

@@ -87,6 +87,9 @@ fn eviction_writes_dirty_blocks_back_and_bytes_span_blocks() {
         block_on(cache.write(block, &pattern(block, 1))).unwrap();
     }
     assert!(cache.stats().evictions >= 32);
+    // Evicting the oldest block writes back its dirty successors with it.
+    assert!(disk.stats().blocks_written >= 32);
+    assert!(disk.stats().write_requests <= 5, "{:?}", disk.stats());
     for block in 0..40 {
         assert_eq!(read(&mut cache, block), pattern(block, 1), "block {block}");
     }
@@ -275,4 +278,70 @@ fn a_filter_changes_what_reaches_the_disk_not_what_the_user_sees() {
     block_on(plain.write(4, &pattern(4, 1))).unwrap();
     block_on(plain.flush()).unwrap();
     assert_eq!(plain_disk.raw(4), pattern(4, 1));
+}
+
+#[test]
+fn a_batch_of_writes_is_one_ack_and_one_flush() {
+    let clock = CrashClock::new();
+    let disk = MemDisk::new(64, clock.clone());
+    let (mut cache, _): (Cache, _) = open(memory_for(8, &clock), &disk, Durability::WriteThrough);
+    let (a, b, c) = (pattern(10, 1), pattern(11, 1), pattern(10, 2));
+    block_on(cache.write_many(&[(10, &a), (11, &b), (10, &c)])).unwrap();
+    // Block 10's last data wins; both blocks went out as one request.
+    assert_eq!(read(&mut cache, 10), c);
+    assert_eq!(disk.raw(10), c);
+    assert_eq!(disk.raw(11), b);
+    assert_eq!(disk.stats().write_requests, 1);
+    assert_eq!(disk.stats().flushes, 1);
+    assert_eq!(cache.stats().writes, 2);
+    assert_eq!(
+        block_on(cache.write_many(&[(1, &a), (64, &b)])),
+        Err(CacheError::OutOfRange)
+    );
+    assert_eq!(
+        read(&mut cache, 1),
+        [0; BLOCK],
+        "nothing of a refused batch"
+    );
+}
+
+#[test]
+fn flush_range_and_discard_touch_only_their_blocks() {
+    let clock = CrashClock::new();
+    let disk = MemDisk::new(64, clock.clone());
+    let (mut cache, _): (Cache, _) = open(memory_for(16, &clock), &disk, Durability::Rio);
+    for block in 0..8 {
+        block_on(cache.write(block, &pattern(block, 1))).unwrap();
+    }
+    assert_eq!(block_on(cache.flush_range(2..4)), Ok(2));
+    assert_eq!(disk.raw(2), pattern(2, 1));
+    assert_eq!(
+        disk.raw(4),
+        [0; BLOCK],
+        "outside the range: still only cached"
+    );
+    assert_eq!(disk.stats().flushes, 1);
+    // Blocks 4..8 become garbage: dropped, dirty as they are.
+    assert_eq!(cache.discard(4..8), 4);
+    assert_eq!(cache.dirty_blocks(), 2);
+    assert_eq!(read(&mut cache, 5), [0; BLOCK], "the disk's version");
+    // A crash now must not bring them back either.
+    let memory = MemMemory::from_bytes(cache.memory().bytes().to_vec(), clock.clone());
+    drop(cache);
+    let (mut cache, recovery): (Cache, _) = open(memory, &disk, Durability::Rio);
+    assert_eq!(recovery.written_back, 2, "blocks 0 and 1 only");
+    assert_eq!(disk.raw(6), [0; BLOCK]);
+    assert_eq!(read(&mut cache, 1), pattern(1, 1));
+}
+
+#[test]
+fn create_formats_whatever_the_memory_holds() {
+    let clock = CrashClock::new();
+    let disk = MemDisk::new(64, clock.clone());
+    let (mut cache, _): (Cache, _) = open(memory_for(8, &clock), &disk, Durability::Rio);
+    block_on(cache.write(1, &pattern(1, 1))).unwrap();
+    let memory = MemMemory::from_bytes(cache.memory().bytes().to_vec(), clock.clone());
+    let mut fresh: Cache = BlockCache::create(memory, &disk, Durability::Rio).unwrap();
+    assert_eq!(fresh.dirty_blocks(), 0);
+    assert_eq!(read(&mut fresh, 1), [0; BLOCK]);
 }

@@ -6,6 +6,7 @@
 //! without failing the command on a miss. Every timing names its mode.
 
 pub mod boot;
+pub mod kv;
 pub mod linux;
 pub mod net;
 pub mod report;
@@ -24,6 +25,8 @@ pub enum What {
     Grafts,
     /// TCP round trip and HTTP throughput beside a Linux guest and the host; RAM floor.
     Net,
+    /// redis-benchmark against `kv` beside Redis in a Linux guest; warm reboot and recovery.
+    Kv,
 }
 
 /// Where reports go.

@@ -1,0 +1,506 @@
+//! `bench kv`: `redis-benchmark` (`-t set,get`, 50 clients, `-P 16` and
+//! `-P 1`) against the release `kv` image, side by side in one run with
+//! Debian's `redis-server` in a Linux guest on the same QEMU configuration
+//! and as a host process for scale; then the warm-reboot time (kernel
+//! panic → serving again, from the host) and the recovery of N MiB of
+//! dirty cache after a crash (the guest's own timing of verify + write
+//! back, and the host's panic → serving).
+//!
+//! For throughput the clients reach the guests through a host tap device
+//! (`rsbench0`, 10.0.3.1/24; the guest is 10.0.3.2), created on first use
+//! (root). QEMU's user network is the fallback when no tap can be made:
+//! its forwarded ports accept with a listen backlog of 1, so a burst of 50
+//! connections sees SYN retransmissions of a second and more, which
+//! dominates short runs for every system alike. The crash measurements
+//! use one connection at a time and run on the user network.
+
+mod linux;
+mod report;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bench::net::vm::{Vm, free_port};
+use crate::qemu::{Accel, Qemu};
+
+/// Guest RAM (the same for both guests, as in `bench net`).
+pub const MEMORY: &str = "128M";
+/// `redis-benchmark -c`.
+pub const CLIENTS: usize = 50;
+/// (`-P`, requests per run): runs last ~10 s or more under TCG, so that
+/// clients delayed by slirp's listen backlog of 1 still join early.
+pub const LOADS: [(usize, u64); 2] = [(16, 300_000), (1, 50_000)];
+/// Dirty-cache sizes for the recovery measurement, MiB (the cache holds
+/// about 7.5 MiB).
+pub const DIRTY_MIB: [u64; 4] = [1, 2, 4, 7];
+const BOOT_LIMIT: Duration = Duration::from_secs(180);
+const KV_READY: &str = "kv: ready on";
+
+/// One system's throughput: per pipeline depth, every run's (SET, GET)
+/// requests per second.
+#[derive(Debug, Default)]
+pub struct System {
+    pub name: &'static str,
+    pub runs: Vec<(usize, Vec<(f64, f64)>)>,
+    pub errors: Vec<String>,
+}
+
+/// One crash's recovery, as the guest and the host saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Crash {
+    /// Dirty data the crash left in the cache, KiB.
+    pub dirty_kib: u64,
+    /// Guest: cache open (verify every block, write dirty ones back), µs.
+    pub recovery_us: u64,
+    /// Guest: log replay, µs.
+    pub replay_us: u64,
+    /// Host: panic sent → `kv: ready` on the console, ms.
+    pub ready_ms: f64,
+    /// Host: panic sent → a new connection's PING answered, ms.
+    pub serving_ms: f64,
+}
+
+/// How clients reach a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// The host tap device [`TAP`]: no address translation in between.
+    Tap,
+    /// QEMU's user network with a forwarded port.
+    User,
+}
+
+pub const TAP: &str = "rsbench0";
+const TAP_HOST: &str = "10.0.3.1/24";
+const TAP_GUEST: [u8; 4] = [10, 0, 3, 2];
+
+impl Network {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Network::Tap => "a host tap device (`-netdev tap`, 10.0.3.2 from the host's 10.0.3.1)",
+            Network::User => "QEMU's user network (`-netdev user`, a host port forwarded)",
+        }
+    }
+}
+
+/// Creates (or finds) the tap device; `Network::User` if that fails.
+fn choose_network() -> Network {
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let exists = ip(&["link", "show", TAP]);
+    let ready = (exists || ip(&["tuntap", "add", "dev", TAP, "mode", "tap"]))
+        && ip(&["addr", "replace", TAP_HOST, "dev", TAP])
+        && ip(&["link", "set", TAP, "up"]);
+    if ready {
+        Network::Tap
+    } else {
+        eprintln!("bench kv: no tap device (needs root and /dev/net/tun): using the user network");
+        Network::User
+    }
+}
+
+/// `qemu`'s command with the guest's network attached, and the address
+/// clients connect to. `linux` selects the Linux peer's command line.
+fn networked(
+    mut qemu: Qemu,
+    network: Network,
+    linux: bool,
+) -> anyhow::Result<(Command, SocketAddr)> {
+    let (append, addr) = match network {
+        Network::Tap => {
+            let address = format!(
+                "{}.{}.{}.{}/24",
+                TAP_GUEST[0], TAP_GUEST[1], TAP_GUEST[2], TAP_GUEST[3]
+            );
+            let append = if linux {
+                format!("rsip={address} rsgw=none")
+            } else {
+                format!("ip={address} gw=none")
+            };
+            (append, SocketAddr::from((TAP_GUEST, 6379)))
+        }
+        Network::User => {
+            let port = free_port()?;
+            qemu.forwards = vec![(port, 6379)];
+            (String::new(), SocketAddr::from(([127, 0, 0, 1], port)))
+        }
+    };
+    let mut command = if linux {
+        linux::command(qemu, &append)?
+    } else {
+        qemu.append = append;
+        qemu.command()?
+    };
+    if network == Network::Tap {
+        command.args([
+            "-netdev",
+            &format!("tap,id=net0,ifname={TAP},script=no,downscript=no"),
+        ]);
+        command.args(["-device", "virtio-net-device,netdev=net0"]);
+    }
+    Ok((command, addr))
+}
+
+fn redis_benchmark(addr: SocketAddr, pipeline: usize, requests: u64) -> anyhow::Result<(f64, f64)> {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-c", &CLIENTS.to_string(), "-P", &pipeline.to_string()])
+        .args(["-n", &requests.to_string(), "-t", "set,get", "--csv"])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run redis-benchmark (redis-tools)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = |test: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("\"{test}\",\"")))
+            .and_then(|rest| rest.split('"').next()?.parse::<f64>().ok())
+    };
+    match (rps("SET"), rps("GET")) {
+        (Some(set), Some(get)) => Ok((set, get)),
+        _ => bail!(
+            "redis-benchmark gave no SET/GET figures: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+fn measure(
+    name: &'static str,
+    addr: anyhow::Result<SocketAddr>,
+    runs: usize,
+    scale: u64,
+) -> System {
+    let mut system = System {
+        name,
+        ..System::default()
+    };
+    let addr = match addr {
+        Ok(addr) => addr,
+        Err(e) => {
+            system.errors.push(format!("start: {e:#}"));
+            return system;
+        }
+    };
+    // Warm-up: code paths translated (TCG), the key created.
+    let _ = redis_benchmark(addr, 16, 20_000 * scale);
+    for (pipeline, requests) in LOADS {
+        let mut samples = Vec::new();
+        for run in 0..runs {
+            match redis_benchmark(addr, pipeline, requests * scale) {
+                Ok((set, get)) => {
+                    eprintln!(
+                        "bench kv: {name} -P {pipeline} run {}: SET {set:.0}/s, GET {get:.0}/s",
+                        run + 1
+                    );
+                    samples.push((set, get));
+                }
+                Err(e) => system.errors.push(format!("-P {pipeline}: {e:#}")),
+            }
+        }
+        system.runs.push((pipeline, samples));
+    }
+    system
+}
+
+/// A new, empty raw disk for `kv`.
+fn disk(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = super::out_dir().join("kv-disks");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.img"));
+    let _ = std::fs::remove_file(&path);
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "raw"])
+        .arg(&path)
+        .arg("64M")
+        .status()
+        .context("cannot run qemu-img")?;
+    anyhow::ensure!(status.success(), "qemu-img create failed");
+    Ok(path)
+}
+
+/// Boots `kv` (warm reboots allowed) on a fresh disk.
+fn kv(
+    elf: &Path,
+    accel: Accel,
+    disk_name: &str,
+    network: Network,
+) -> anyhow::Result<(Vm, SocketAddr)> {
+    let mut qemu = Qemu::new(elf);
+    qemu.accel = accel;
+    qemu.memory = MEMORY.into();
+    qemu.disk = Some(disk(disk_name)?);
+    qemu.no_reboot = false;
+    let (command, addr) = networked(qemu, network, false)?;
+    let vm = Vm::start(command, KV_READY, BOOT_LIMIT)?;
+    ping(addr, BOOT_LIMIT)?;
+    Ok((vm, addr))
+}
+
+struct NativeRedis(Child);
+
+impl Drop for NativeRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn native_redis() -> anyhow::Result<(NativeRedis, SocketAddr)> {
+    let dir = super::out_dir().join("kv-native");
+    std::fs::create_dir_all(&dir)?;
+    let server = dir.join("redis-server");
+    if !server.exists() {
+        std::os::unix::fs::symlink(linux::REDIS, &server)?;
+    }
+    let port = free_port()?;
+    let child = Command::new(&server)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--loglevel", "warning", "--dir"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", server.display()))?;
+    let redis = NativeRedis(child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    ping(addr, Duration::from_secs(10))?;
+    Ok((redis, addr))
+}
+
+/// Waits until a new connection's PING gets `+PONG`.
+fn ping(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let answered = (|| {
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+            stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+            stream.write_all(b"PING\r\n")?;
+            let mut reply = [0u8; 7];
+            stream.read_exact(&mut reply)?;
+            anyhow::Ok(&reply == b"+PONG\r\n")
+        })();
+        if answered.unwrap_or(false) {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("no PONG from {addr} within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `kv` with `DEBUG PANIC`, built in release mode into its own target
+/// directory (the benchmarked image itself has no fault injection).
+fn fault_image() -> anyhow::Result<PathBuf> {
+    let dir = crate::root().join("target/kv-fault");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(crate::root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "kv",
+            "--features",
+            "fault-injection",
+        ])
+        .args(["--target", crate::images::TARGET, "--target-dir"])
+        .arg(&dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "building kv with fault injection failed");
+    Ok(crate::images::elf_path("kv", true, Some(&dir)))
+}
+
+/// Writes `bytes` of distinct keys (4 KiB values, pipelined) and waits for
+/// every reply.
+fn fill(addr: SocketAddr, bytes: u64) -> anyhow::Result<()> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let value = vec![b'x'; 4096];
+    let count = bytes.div_ceil(value.len() as u64 + 64);
+    let mut wire = Vec::new();
+    for i in 0..count {
+        let key = format!("fill:{i}");
+        wire.extend_from_slice(
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+                key.len(),
+                value.len()
+            )
+            .as_bytes(),
+        );
+        wire.extend_from_slice(&value);
+        wire.extend_from_slice(b"\r\n");
+    }
+    let mut reader = stream.try_clone()?;
+    let writer = std::thread::spawn(move || stream.write_all(&wire));
+    let expected = count as usize * 5;
+    let mut got = Vec::with_capacity(expected);
+    let mut chunk = [0u8; 4096];
+    while got.len() < expected {
+        let n = reader.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "kv closed the connection while filling");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    anyhow::ensure!(
+        got == b"+OK\r\n".repeat(count as usize),
+        "not every SET was acknowledged"
+    );
+    Ok(())
+}
+
+/// Crashes `kv` with `DEBUG PANIC` and times its return.
+fn crash(vm: &Vm, addr: SocketAddr) -> anyhow::Result<Crash> {
+    let readies = vm.console().matches(KV_READY).count();
+    let mut stream = TcpStream::connect(addr)?;
+    let start = Instant::now();
+    stream.write_all(b"DEBUG PANIC\r\n")?;
+    while vm.console().matches(KV_READY).count() == readies {
+        anyhow::ensure!(
+            start.elapsed() < BOOT_LIMIT,
+            "no warm reboot:\n{}",
+            vm.console()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ready_ms = start.elapsed().as_secs_f64() * 1e3;
+    ping(addr, BOOT_LIMIT)?;
+    let serving_ms = start.elapsed().as_secs_f64() * 1e3;
+    let console = vm.console();
+    let line = console
+        .lines()
+        .rfind(|l| l.starts_with("kv: cache recovered"))
+        .context("no recovery line on the console")?;
+    let number_before = |suffix: &str| -> anyhow::Result<u64> {
+        let head = line.split(suffix).next().context("recovery line format")?;
+        let digits = head
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap_or("");
+        digits
+            .parse()
+            .with_context(|| format!("no number before {suffix:?} in {line:?}"))
+    };
+    anyhow::ensure!(line.contains(", 0 lost)"), "blocks lost: {line}");
+    let recovery_us = number_before(" us; log replayed")?;
+    let replay_us = number_before(" us; durability")?;
+    let dirty_kib = number_before(" KiB,")?;
+    Ok(Crash {
+        dirty_kib,
+        recovery_us,
+        replay_us,
+        ready_ms,
+        serving_ms,
+    })
+}
+
+/// Warm reboots with a little data (1,000 keys), `samples` times.
+fn warm_reboots(elf: &Path, accel: Accel, samples: usize) -> anyhow::Result<Vec<Crash>> {
+    let (vm, addr) = kv(elf, accel, "reboot", Network::User)?;
+    let mut crashes = Vec::new();
+    for i in 0..samples {
+        fill(addr, 64 * 1024)?;
+        let crash = crash(&vm, addr)?;
+        eprintln!(
+            "bench kv: warm reboot {}: ready after {:.0} ms, serving after {:.0} ms",
+            i + 1,
+            crash.ready_ms,
+            crash.serving_ms
+        );
+        crashes.push(crash);
+    }
+    Ok(crashes)
+}
+
+/// For each size: a fresh `kv` and disk, that much dirty data, a crash.
+fn dirty_recoveries(elf: &Path, accel: Accel) -> Vec<Result<Crash, String>> {
+    DIRTY_MIB
+        .iter()
+        .map(|&mib| {
+            let result = (|| {
+                let (vm, addr) = kv(elf, accel, &format!("dirty-{mib}"), Network::User)?;
+                fill(addr, mib << 20)?;
+                crash(&vm, addr)
+            })();
+            match &result {
+                Ok(c) => eprintln!(
+                    "bench kv: {mib} MiB written: {} KiB dirty recovered in {} us (+ replay {} us); \
+                     serving after {:.0} ms",
+                    c.dirty_kib, c.recovery_us, c.replay_us, c.serving_ms
+                ),
+                Err(e) => eprintln!("bench kv: {mib} MiB: {e:#}"),
+            }
+            result.map_err(|e| format!("{e:#}"))
+        })
+        .collect()
+}
+
+pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
+    let (accel, why) = accel.resolve();
+    eprintln!("bench kv: accel {} ({why})", accel.name().to_uppercase());
+    crate::setup::packages(&["redis-tools"])?;
+    let elf = crate::images::build(&["kv".to_string()], true, None)?.remove(0);
+    let faulty = fault_image()?;
+
+    let network = choose_network();
+    eprintln!(
+        "bench kv: Rootstock kv (release), through {}",
+        network.describe()
+    );
+    let ours = match kv(&elf, accel, "throughput", network) {
+        Ok((_vm, addr)) => measure("Rootstock kv", Ok(addr), runs, 1),
+        Err(e) => measure("Rootstock kv", Err(e), runs, 1),
+    };
+    eprintln!("bench kv: Linux guest (Debian cloud kernel, redis-server)");
+    let linux = {
+        let started = (|| {
+            let mut qemu = Qemu::new("unused");
+            qemu.accel = accel;
+            qemu.memory = MEMORY.into();
+            let (command, addr) = networked(qemu, network, true)?;
+            let vm = Vm::start(command, linux::READY_LINE, BOOT_LIMIT)?;
+            ping(addr, BOOT_LIMIT)?;
+            anyhow::Ok((vm, addr))
+        })();
+        match started {
+            Ok((_vm, addr)) => measure("Linux guest redis", Ok(addr), runs, 1),
+            Err(e) => measure("Linux guest redis", Err(e), runs, 1),
+        }
+    };
+    eprintln!("bench kv: redis-server as a host process");
+    let host = match native_redis() {
+        Ok((_redis, addr)) => measure("host redis", Ok(addr), runs, 10),
+        Err(e) => measure("host redis", Err(e), runs, 10),
+    };
+
+    let reboots = warm_reboots(&faulty, accel, runs.max(5)).map_err(|e| format!("{e:#}"));
+    let dirty = dirty_recoveries(&faulty, accel);
+    report::write(
+        accel,
+        why,
+        network,
+        runs,
+        &[ours, linux, host],
+        &reboots,
+        &dirty,
+    )
+}
