@@ -4,31 +4,38 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 8 | magic `RSGRAFT1` |
+//! | 8 | magic `RSGRAFT2` |
 //! | 32 | signer's Ed25519 public key |
 //! | 8 | sequence number (strictly increasing per key: no replays) |
 //! | 1 | length `p` of the graft point's name (1..=64) |
 //! | p | graft point name (ASCII letters, digits, `.`, `_`, `-`) |
+//! | 1 | length `g` of the grant (0..=128) |
+//! | g | capabilities the loader grants, comma-separated names (`context,maps`) |
 //! | 4 | length `m` of the module (1..=[`MAX_MODULE`]) |
 //! | m | WebAssembly module |
 //! | 64 | Ed25519 signature of every byte above |
 //!
 //! Binding the point name and sequence into the signed bytes means a module
 //! signed for one point cannot be loaded on another, and a captured
-//! envelope cannot be sent again.
+//! envelope cannot be sent again. The grant is signed too: whoever carries
+//! the envelope cannot widen what the signer allowed. The image intersects
+//! the grant with what the point permits (its policy may narrow it further);
+//! the names are checked there, against the runtime's capability table.
 
 use ed25519_compact::{PublicKey, Signature};
 
 /// Envelope magic and version.
-pub const MAGIC: &[u8; 8] = b"RSGRAFT1";
+pub const MAGIC: &[u8; 8] = b"RSGRAFT2";
 /// Largest module accepted, in bytes.
 pub const MAX_MODULE: usize = 256 * 1024;
 /// Longest graft point name.
 pub const MAX_POINT_NAME: usize = 64;
-/// Bytes an envelope adds around its module and point name.
-pub const OVERHEAD: usize = 8 + 32 + 8 + 1 + 4 + 64;
+/// Longest grant (capability list).
+pub const MAX_GRANT: usize = 128;
+/// Bytes an envelope adds around its module, point name and grant.
+pub const OVERHEAD: usize = 8 + 32 + 8 + 1 + 1 + 4 + 64;
 /// Largest envelope accepted.
-pub const MAX_ENVELOPE: usize = OVERHEAD + MAX_POINT_NAME + MAX_MODULE;
+pub const MAX_ENVELOPE: usize = OVERHEAD + MAX_POINT_NAME + MAX_GRANT + MAX_MODULE;
 
 /// Why an envelope was refused. Every variant is the sender's fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +46,8 @@ pub enum EnvelopeError {
     ModuleSize(usize),
     /// The point name is empty, too long or has characters outside the set.
     BadPointName,
+    /// The grant is too long or has characters outside `a-z`, `-`, `,`.
+    BadGrant,
     /// The signer's key is not one this image trusts.
     UntrustedKey,
     /// The signature does not match the contents (tampered, or wrong key).
@@ -55,6 +64,10 @@ impl core::fmt::Display for EnvelopeError {
                 write!(f, "module size {n} bytes is outside 1..={MAX_MODULE}")
             }
             EnvelopeError::BadPointName => write!(f, "bad graft point name"),
+            EnvelopeError::BadGrant => write!(
+                f,
+                "bad capability grant (at most {MAX_GRANT} bytes of a-z, '-' and ',')"
+            ),
             EnvelopeError::UntrustedKey => write!(f, "signed by a key this image does not trust"),
             EnvelopeError::BadSignature => {
                 write!(
@@ -76,6 +89,8 @@ pub struct Envelope<'a> {
     pub signer: [u8; 32],
     pub sequence: u64,
     pub point: &'a str,
+    /// Capability names the signer grants, comma-separated (may be empty).
+    pub grant: &'a str,
     pub module: &'a [u8],
     signed: &'a [u8],
     signature: [u8; 64],
@@ -110,6 +125,13 @@ fn valid_point_name(name: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+fn valid_grant(grant: &[u8]) -> bool {
+    grant.len() <= MAX_GRANT
+        && grant
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b == b'-' || b == b',')
+}
+
 impl<'a> Envelope<'a> {
     /// Parses `bytes` (checked: never reads past the end, never trusts a length).
     pub fn parse(bytes: &'a [u8]) -> Result<Envelope<'a>, EnvelopeError> {
@@ -126,6 +148,11 @@ impl<'a> Envelope<'a> {
         if !valid_point_name(point) {
             return Err(EnvelopeError::BadPointName);
         }
+        let grant_len = usize::from(r.array::<1>("cut short in the grant")?[0]);
+        let grant = r.take(grant_len, "cut short in the grant")?;
+        if !valid_grant(grant) {
+            return Err(EnvelopeError::BadGrant);
+        }
         let module_len = u32::from_le_bytes(r.array("cut short in the module length")?) as usize;
         if module_len == 0 || module_len > MAX_MODULE {
             return Err(EnvelopeError::ModuleSize(module_len));
@@ -139,10 +166,12 @@ impl<'a> Envelope<'a> {
             ));
         }
         let point = core::str::from_utf8(point).map_err(|_| EnvelopeError::BadPointName)?;
+        let grant = core::str::from_utf8(grant).map_err(|_| EnvelopeError::BadGrant)?;
         Ok(Envelope {
             signer,
             sequence,
             point,
+            grant,
             module,
             signed,
             signature,
@@ -208,20 +237,27 @@ pub fn seal(
     secret: &ed25519_compact::SecretKey,
     sequence: u64,
     point: &str,
+    grant: &str,
     module: &[u8],
 ) -> Result<alloc::vec::Vec<u8>, EnvelopeError> {
     if !valid_point_name(point.as_bytes()) {
         return Err(EnvelopeError::BadPointName);
     }
+    if !valid_grant(grant.as_bytes()) {
+        return Err(EnvelopeError::BadGrant);
+    }
     if module.is_empty() || module.len() > MAX_MODULE {
         return Err(EnvelopeError::ModuleSize(module.len()));
     }
-    let mut out = alloc::vec::Vec::with_capacity(OVERHEAD + point.len() + module.len());
+    let mut out =
+        alloc::vec::Vec::with_capacity(OVERHEAD + point.len() + grant.len() + module.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(secret.public_key().as_ref());
     out.extend_from_slice(&sequence.to_le_bytes());
     out.push(point.len() as u8);
     out.extend_from_slice(point.as_bytes());
+    out.push(grant.len() as u8);
+    out.extend_from_slice(grant.as_bytes());
     out.extend_from_slice(&(module.len() as u32).to_le_bytes());
     out.extend_from_slice(module);
     let signature = secret.sign(&out, None);
@@ -243,21 +279,27 @@ mod tests {
     }
 
     const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+    const GRANT: &str = "context,counters";
 
     #[test]
     fn a_sealed_envelope_parses_and_verifies() {
-        let bytes = seal(&key(1).sk, 7, "net.rx", MODULE).unwrap();
+        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, MODULE).unwrap();
         let envelope = Envelope::parse(&bytes).unwrap();
         assert_eq!(
-            (envelope.sequence, envelope.point, envelope.module),
-            (7, "net.rx", MODULE)
+            (
+                envelope.sequence,
+                envelope.point,
+                envelope.grant,
+                envelope.module
+            ),
+            (7, "net.rx", GRANT, MODULE)
         );
         assert_eq!(envelope.verify(&trusted()), Ok(()));
     }
 
     #[test]
     fn every_single_byte_flip_is_detected() {
-        let bytes = seal(&key(1).sk, 7, "net.rx", MODULE).unwrap();
+        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, MODULE).unwrap();
         for i in 0..bytes.len() {
             let mut tampered = bytes.clone();
             tampered[i] ^= 0x20;
@@ -268,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_wrong_key_is_refused_even_with_a_valid_signature() {
-        let bytes = seal(&key(2).sk, 7, "net.rx", MODULE).unwrap();
+        let bytes = seal(&key(2).sk, 7, "net.rx", GRANT, MODULE).unwrap();
         let envelope = Envelope::parse(&bytes).unwrap();
         assert_eq!(
             envelope.verify(&trusted()),
@@ -283,7 +325,7 @@ mod tests {
 
     #[test]
     fn truncations_and_garbage_are_clean_errors() {
-        let bytes = seal(&key(1).sk, 7, "net.rx", MODULE).unwrap();
+        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, MODULE).unwrap();
         for len in 0..bytes.len() {
             assert!(matches!(
                 Envelope::parse(&bytes[..len]),
@@ -303,22 +345,51 @@ mod tests {
     fn limits_and_names_are_enforced() {
         let sk = key(1).sk;
         assert_eq!(
-            seal(&sk, 1, "net rx", MODULE),
+            seal(&sk, 1, "net rx", GRANT, MODULE),
             Err(EnvelopeError::BadPointName)
         );
-        assert_eq!(seal(&sk, 1, "", MODULE), Err(EnvelopeError::BadPointName));
+        assert_eq!(
+            seal(&sk, 1, "", GRANT, MODULE),
+            Err(EnvelopeError::BadPointName)
+        );
         let huge = alloc::vec![0u8; MAX_MODULE + 1];
         assert_eq!(
-            seal(&sk, 1, "p", &huge),
+            seal(&sk, 1, "p", GRANT, &huge),
             Err(EnvelopeError::ModuleSize(MAX_MODULE + 1))
         );
         // A length field claiming more than the limit is refused before reading.
-        let mut bytes = seal(&sk, 1, "p", MODULE).unwrap();
-        let at = 8 + 32 + 8 + 1 + 1;
+        let mut bytes = seal(&sk, 1, "p", GRANT, MODULE).unwrap();
+        let at = 8 + 32 + 8 + 1 + 1 + 1 + GRANT.len();
         bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
             Envelope::parse(&bytes).unwrap_err(),
             EnvelopeError::ModuleSize(u32::MAX as usize)
+        );
+    }
+
+    #[test]
+    fn the_grant_is_signed_and_checked() {
+        let sk = key(1).sk;
+        let empty = seal(&sk, 1, "p", "", MODULE).unwrap();
+        assert_eq!(Envelope::parse(&empty).unwrap().grant, "");
+        assert_eq!(
+            seal(&sk, 1, "p", "maps;log", MODULE),
+            Err(EnvelopeError::BadGrant)
+        );
+        let long = "a".repeat(MAX_GRANT + 1);
+        assert_eq!(
+            seal(&sk, 1, "p", &long, MODULE),
+            Err(EnvelopeError::BadGrant)
+        );
+        // Widening the grant in transit breaks the signature.
+        let mut bytes = seal(&sk, 1, "p", "maps", MODULE).unwrap();
+        let at = 8 + 32 + 8 + 1 + 1 + 1;
+        bytes[at..at + 4].copy_from_slice(b"logs");
+        let envelope = Envelope::parse(&bytes).unwrap();
+        assert_eq!(envelope.grant, "logs");
+        assert_eq!(
+            envelope.verify(&trusted()),
+            Err(EnvelopeError::BadSignature)
         );
     }
 
