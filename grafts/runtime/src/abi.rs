@@ -20,6 +20,26 @@
 //! | `buf_free` | `(handle: i32)` | `buffers` | — |
 //! | `now_ns` | `() -> i64` | `time` | — |
 //! | `log` | `(ptr, len: i32)` | `log` | — |
+//! | `emit` | `(point, ptr, len: i32, arg: i64) -> i64` | `events` | handlers nest in the caller's transaction |
+//!
+//! `emit` triggers an event point while the graft runs (SPIN's events,
+//! VINO's nested transactions). `point` indexes the calling graft's point's
+//! [`crate::PointSpec::emits`] list; `ptr`/`len` (at most
+//! [`MAX_EMIT_CONTEXT`] bytes) are copied to become the event's context
+//! (the handlers' writes to it are discarded with it), and `arg` is the
+//! handlers' argument (an `(i32)` point's must fit in 32 bits). Each
+//! handler runs as a transaction nested in the caller's: its abort undoes
+//! only its own work (and counts as its failure), its commit becomes
+//! durable only when the caller's transaction commits. The result packs the
+//! handlers' outcomes ([`emit_verdict`]): the number that committed in the
+//! low 32 bits, the number that aborted in the high 32 bits (guards that
+//! declined count in neither). The caller pays: the fuel its handlers burn
+//! comes off its own budget. The emit aborts the caller with `bad-argument`
+//! (index or range out of bounds, target not an emittable event point),
+//! `reentrancy` (a handler of that event is already running: a cycle;
+//! nothing ran), `resource-limit` (more than [`MAX_EMIT_DEPTH`] nested
+//! emits), `fuel-exhausted` (it cannot pay for its handlers) or
+//! `forbidden-accessor` (outside a transaction, e.g. in a start function).
 //!
 //! Exports a graft provides: `graft_main` (the point's signature),
 //! optionally `graft_guard` (event points: same parameters, `-> i32`,
@@ -35,6 +55,15 @@ pub const MAIN: &str = "graft_main";
 pub const GUARD: &str = "graft_guard";
 /// Called (with a small fuel budget) before a graft is revoked.
 pub const REVOKE: &str = "graft_revoke";
+/// The most context bytes one `emit` may pass.
+pub const MAX_EMIT_CONTEXT: usize = 64 * 1024;
+/// The deepest chain of emits (a graft's handler emitting, and so on).
+pub const MAX_EMIT_DEPTH: usize = 4;
+
+/// What `emit` returns for `committed` and `aborted` handlers.
+pub const fn emit_verdict(committed: u32, aborted: u32) -> i64 {
+    ((aborted as u64) << 32 | committed as u64) as i64
+}
 
 /// A right a graft can be granted at a point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,6 +76,8 @@ pub enum Capability {
     Buffers,
     Time,
     Log,
+    /// Emit events (`emit`), running other grafts nested in this call.
+    Events,
 }
 
 /// A set of capabilities (a bit set).
@@ -87,6 +118,7 @@ impl Capabilities {
                 "buffers" => Capability::Buffers,
                 "time" => Capability::Time,
                 "log" => Capability::Log,
+                "events" => Capability::Events,
                 other => return Err(other),
             };
             set = set.with(capability);
@@ -174,6 +206,12 @@ pub const ACCESSORS: &[Accessor] = &[
         results: &[],
         capability: Capability::Log,
     },
+    Accessor {
+        name: "emit",
+        params: &[I32, I32, I32, I64],
+        results: &[I64],
+        capability: Capability::Events,
+    },
 ];
 
 /// The accessor named `name`, if any.
@@ -195,6 +233,19 @@ mod tests {
         let narrowed = set.intersect(Capabilities::NONE.with(Capability::Maps));
         assert!(narrowed.has(Capability::Maps) && !narrowed.has(Capability::Log));
         assert_eq!(Capabilities::parse("context,root"), Err("root"));
+        assert!(
+            Capabilities::parse("events")
+                .unwrap()
+                .has(Capability::Events)
+        );
+    }
+
+    #[test]
+    fn emit_verdicts_pack_committed_low_and_aborted_high() {
+        assert_eq!(emit_verdict(0, 0), 0);
+        assert_eq!(emit_verdict(3, 0), 3);
+        assert_eq!(emit_verdict(1, 2), 2 << 32 | 1);
+        assert_eq!(emit_verdict(u32::MAX, u32::MAX), -1);
     }
 
     #[test]

@@ -30,10 +30,13 @@ pub enum AbortCause {
     ForbiddenAccessor,
     /// Passed an accessor an out-of-range pointer, length or handle.
     BadArgument,
+    /// Emitted an event one of whose handlers is already running (itself,
+    /// or a graft further up the chain of emits): a cycle, refused.
+    Reentrancy,
 }
 
 impl AbortCause {
-    pub const ALL: [AbortCause; 11] = [
+    pub const ALL: [AbortCause; 12] = [
         AbortCause::FuelExhausted,
         AbortCause::OutOfBounds,
         AbortCause::Unreachable,
@@ -45,6 +48,7 @@ impl AbortCause {
         AbortCause::ResourceLimit,
         AbortCause::ForbiddenAccessor,
         AbortCause::BadArgument,
+        AbortCause::Reentrancy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +64,7 @@ impl AbortCause {
             AbortCause::ResourceLimit => "resource-limit",
             AbortCause::ForbiddenAccessor => "forbidden-accessor",
             AbortCause::BadArgument => "bad-argument",
+            AbortCause::Reentrancy => "reentrancy",
         }
     }
 }
@@ -109,5 +114,23 @@ impl FaultLog {
 
     pub fn last(&self) -> Option<&Fault> {
         self.entries.back()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_cause_in_discriminant_order_with_unique_names() {
+        for (i, cause) in AbortCause::ALL.iter().enumerate() {
+            assert_eq!(*cause as usize, i, "stats arrays index by discriminant");
+            assert!(
+                AbortCause::ALL[i + 1..]
+                    .iter()
+                    .all(|c| c.name() != cause.name())
+            );
+        }
+        assert_eq!(AbortCause::Reentrancy.name(), "reentrancy");
     }
 }

@@ -13,6 +13,14 @@
 //! checked at load time (every import must be granted) and again at run
 //! time; the Exokernel's visible revocation is [`Runtime::revoke`].
 //!
+//! Grafts can trigger each other: a graft granted `events` calls the `emit`
+//! accessor to trigger an event point its own point lists
+//! ([`PointSpec::emits`]); the event's handlers run at once, each in a
+//! transaction nested in the emitter's, so an inner abort undoes only that
+//! handler and an outer abort undoes everything the handlers committed
+//! ([`abi`] has the rules: no re-entry, bounded depth, the emitter pays
+//! the fuel).
+//!
 //! One warm instance per graft: a call is a store refuel and a function
 //! call, not an instantiation. Time is passed in ([`state::Clock`]); the
 //! runtime never reads a global clock.
@@ -26,12 +34,16 @@
 extern crate alloc;
 
 pub mod abi;
+mod accessors;
+mod call;
+mod events;
 pub mod fault;
 pub mod point;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;
 pub mod stats;
+pub mod testing;
 
 pub use abi::{Capabilities, Capability};
 pub use fault::{AbortCause, Fault, FaultAction, FaultLog};

@@ -49,9 +49,23 @@ pub struct PointSpec {
     pub table_elements: u32,
     /// Largest module accepted, in bytes.
     pub max_module_bytes: usize,
+    /// The event points a graft here may trigger with `emit`, which names
+    /// them by their index in this list. Each name is resolved when both
+    /// points are declared (in either order, so cycles can be declared; a
+    /// point may name itself); until then, or if the named point is not an
+    /// event point taking `()`, `(i32)` or `(i64)`, emitting it is a
+    /// `bad-argument` abort.
+    pub emits: Vec<String>,
 }
 
 impl PointSpec {
+    /// Whether `emit` can trigger this point: an event point whose handlers
+    /// take nothing or one integer (the emitter's `arg`).
+    pub fn emittable(&self) -> bool {
+        matches!(self.kind, Kind::Event { .. })
+            && matches!(self.params[..], [] | [ValType::I32] | [ValType::I64])
+    }
+
     /// A replace point with conservative defaults.
     pub fn replace(name: &str, params: &[ValType], results: &[ValType]) -> PointSpec {
         PointSpec {
@@ -68,6 +82,7 @@ impl PointSpec {
             memory_pages: 4,
             table_elements: 64,
             max_module_bytes: 256 * 1024,
+            emits: Vec::new(),
         }
     }
 

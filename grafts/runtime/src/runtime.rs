@@ -1,35 +1,22 @@
-//! The runtime: graft points, the grafts installed on them, and the
-//! transactional call path (begin → call → validate → commit, or abort).
+//! The runtime: graft points, the grafts installed on them, and the host's
+//! way in — management (declare, load, replace, unload, revoke) and calls
+//! (invoke a replace point, dispatch an event point). The call path itself
+//! is in the `call` module, shared with the events grafts emit.
 
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 
-use wasmi::{Engine, Linker, Val};
+use wasmi::Val;
 
 use crate::abi::Capabilities;
-use crate::fault::{AbortCause, Fault, FaultAction, FaultLog};
+use crate::call::{Core, Graft, Installed, Point, Slot};
+use crate::fault::{AbortCause, FaultLog};
 use crate::point::{Kind, PointSpec};
-use crate::sandbox::{self, HostData, Instance, LoadError, ValidatedModule};
+use crate::sandbox::{self, Binding, LoadError};
 use crate::state::{Clock, GraftId, HostState, Limits};
 use crate::stats::GraftStats;
-
-/// An installed graft.
-struct Installed {
-    id: GraftId,
-    module: ValidatedModule,
-    instance: Instance,
-    capabilities: Capabilities,
-    stats: GraftStats,
-    failures: u32,
-    restarted: bool,
-}
-
-struct Point {
-    spec: PointSpec,
-    grafts: Vec<Installed>,
-}
 
 /// A declared graft point's handle (points are never removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,10 +43,11 @@ pub enum Revocation {
 
 /// The graft runtime of one image.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<HostData>,
-    state: Rc<RefCell<HostState>>,
-    points: Vec<Point>,
+    /// Shared with every graft's store (weakly), for `emit`.
+    core: Rc<Core>,
+    /// Per point: whether any graft is installed (the hot path's one check,
+    /// kept outside the shared table; see `refresh`).
+    grafted: Vec<bool>,
     next_id: GraftId,
     faults: FaultLog,
 }
@@ -86,70 +74,123 @@ impl Runtime {
     /// A runtime with `counters` host counters, `limits` and the host's clock.
     pub fn new(counters: usize, limits: Limits, clock: Rc<dyn Clock>) -> Runtime {
         let engine = sandbox::engine();
-        let linker = sandbox::linker(&engine);
         Runtime {
-            engine,
-            linker,
-            state: Rc::new(RefCell::new(HostState::new(counters, limits, clock))),
-            points: Vec::new(),
+            core: Rc::new(Core {
+                linker: sandbox::linker(&engine),
+                state: Rc::new(RefCell::new(HostState::new(counters, limits, clock))),
+                points: RefCell::new(Vec::new()),
+                faults: RefCell::new(Vec::new()),
+                emit_depth: Cell::new(0),
+            }),
+            grafted: Vec::new(),
             next_id: 1,
             faults: FaultLog::default(),
         }
     }
 
-    /// Declares a graft point.
+    /// Declares a graft point, and resolves the `emits` names of every
+    /// point (this one's, and others' that name it).
     pub fn declare(&mut self, spec: PointSpec) -> Result<(), ManageError> {
-        if self.points.iter().any(|p| p.spec.name == spec.name) {
+        let mut points = self.core.points.borrow_mut();
+        if points.iter().any(|p| p.spec.name == spec.name) {
             return Err(ManageError::DuplicatePoint(spec.name));
         }
-        self.points.push(Point {
-            spec,
+        points.push(Point {
+            spec: Rc::new(spec),
             grafts: Vec::new(),
+            emits: Vec::new(),
         });
+        crate::events::resolve(&mut points);
+        self.grafted.push(false);
         Ok(())
     }
 
     fn point_index(&self, name: &str) -> Option<usize> {
-        self.points.iter().position(|p| p.spec.name == name)
+        self.core
+            .points
+            .borrow()
+            .iter()
+            .position(|p| p.spec.name == name)
+    }
+
+    /// Point `index`'s graft `graft`: its spec, position and slot.
+    fn find(&self, index: usize, graft: GraftId) -> Option<(Rc<PointSpec>, usize, Slot)> {
+        let points = self.core.points.borrow();
+        let point = &points[index];
+        let position = point.grafts.iter().position(|g| g.id == graft)?;
+        Some((point.spec.clone(), position, point.grafts[position].clone()))
+    }
+
+    /// Every installed graft that is not running (from the host, none is).
+    fn grafts(&self) -> Vec<(Rc<PointSpec>, Slot)> {
+        let points = self.core.points.borrow();
+        points
+            .iter()
+            .flat_map(|p| p.grafts.iter().map(|g| (p.spec.clone(), g.clone())))
+            .collect()
     }
 
     /// The host state (counters, maps, locks) for the host to read or seed.
     pub fn state(&self) -> core::cell::RefMut<'_, HostState> {
-        self.state.borrow_mut()
+        self.core.state.borrow_mut()
     }
 
     pub fn faults(&self) -> &FaultLog {
         &self.faults
     }
 
+    /// Moves the faults of the call that just ended (its own and those of
+    /// the handlers of events it emitted) to the log. Only a fault can
+    /// unload a graft during a call, so only then is `grafted` refreshed.
+    fn settle(&mut self) {
+        let mut pending = self.core.faults.borrow_mut();
+        if pending.is_empty() {
+            return;
+        }
+        for fault in pending.drain(..) {
+            self.faults.push(fault);
+        }
+        drop(pending);
+        self.refresh();
+    }
+
+    /// Recomputes which points have grafts.
+    fn refresh(&mut self) {
+        let points = self.core.points.borrow();
+        self.grafted.clear();
+        self.grafted
+            .extend(points.iter().map(|p| !p.grafts.is_empty()));
+    }
+
     fn prepare(
         &mut self,
-        point: usize,
+        index: usize,
         bytes: &[u8],
         granted: Capabilities,
-    ) -> Result<Installed, LoadError> {
-        let spec = &self.points[point].spec;
+    ) -> Result<Slot, LoadError> {
+        let spec = self.core.points.borrow()[index].spec.clone();
         let capabilities = granted.intersect(spec.capabilities);
-        let module = sandbox::validate(&self.engine, bytes, spec, capabilities)?;
+        let module = sandbox::validate(self.core.linker.engine(), bytes, &spec, capabilities)?;
         let id = self.next_id;
-        let instance = sandbox::instantiate(
-            &self.linker,
-            &module,
-            spec,
-            self.state.clone(),
-            id,
+        let binding = Binding {
+            core: Rc::downgrade(&self.core),
+            state: self.core.state.clone(),
+            point: index,
+            graft: id,
             capabilities,
-        )?;
+        };
+        let instance = sandbox::instantiate(&self.core.linker, &module, &spec, binding)?;
         self.next_id += 1;
-        Ok(Installed {
+        Ok(Rc::new(Graft {
             id,
-            module,
-            instance,
-            capabilities,
-            stats: GraftStats::default(),
-            failures: 0,
-            restarted: false,
-        })
+            cell: RefCell::new(Installed {
+                module,
+                instance,
+                stats: GraftStats::default(),
+                failures: 0,
+                restarted: false,
+            }),
+        }))
     }
 
     /// Validates, instantiates and installs a graft; returns its id.
@@ -162,16 +203,21 @@ impl Runtime {
         let index = self
             .point_index(point)
             .ok_or_else(|| LoadError::UnknownPoint(point.into()))?;
-        let capacity = match self.points[index].spec.kind {
-            Kind::Replace => 1,
-            Kind::Event { max_handlers } => max_handlers,
+        let full = {
+            let points = self.core.points.borrow();
+            let capacity = match points[index].spec.kind {
+                Kind::Replace => 1,
+                Kind::Event { max_handlers } => max_handlers,
+            };
+            points[index].grafts.len() >= capacity
         };
-        if self.points[index].grafts.len() >= capacity {
+        if full {
             return Err(LoadError::PointFull(point.into()));
         }
-        let installed = self.prepare(index, bytes, granted)?;
-        let id = installed.id;
-        self.points[index].grafts.push(installed);
+        let slot = self.prepare(index, bytes, granted)?;
+        let id = slot.id;
+        self.core.points.borrow_mut()[index].grafts.push(slot);
+        self.refresh();
         Ok(id)
     }
 
@@ -188,15 +234,13 @@ impl Runtime {
         let index = self
             .point_index(point)
             .ok_or_else(|| LoadError::UnknownPoint(point.into()))?;
-        let slot = self.points[index]
-            .grafts
-            .iter()
-            .position(|g| g.id == old)
+        let (_, position, _) = self
+            .find(index, old)
             .ok_or_else(|| LoadError::UnknownPoint(alloc::format!("{point} (graft {old})")))?;
-        let installed = self.prepare(index, bytes, granted)?;
-        let id = installed.id;
-        let previous = core::mem::replace(&mut self.points[index].grafts[slot], installed);
-        self.state.borrow_mut().release_graft(previous.id);
+        let slot = self.prepare(index, bytes, granted)?;
+        let id = slot.id;
+        self.core.points.borrow_mut()[index].grafts[position] = slot;
+        self.core.state.borrow_mut().release_graft(old);
         Ok(id)
     }
 
@@ -205,13 +249,12 @@ impl Runtime {
         let index = self
             .point_index(point)
             .ok_or_else(|| ManageError::UnknownPoint(point.into()))?;
-        let grafts = &mut self.points[index].grafts;
-        let slot = grafts
-            .iter()
-            .position(|g| g.id == graft)
+        let (_, position, _) = self
+            .find(index, graft)
             .ok_or(ManageError::UnknownGraft(graft))?;
-        grafts.remove(slot);
-        self.state.borrow_mut().release_graft(graft);
+        self.core.points.borrow_mut()[index].grafts.remove(position);
+        self.core.state.borrow_mut().release_graft(graft);
+        self.refresh();
         Ok(())
     }
 
@@ -223,66 +266,80 @@ impl Runtime {
         let index = self
             .point_index(point)
             .ok_or_else(|| ManageError::UnknownPoint(point.into()))?;
-        let grafts = &mut self.points[index].grafts;
-        let slot = grafts
-            .iter()
-            .position(|g| g.id == graft)
+        let (spec, _, slot) = self
+            .find(index, graft)
             .ok_or(ManageError::UnknownGraft(graft))?;
-        let fuel = self.points[index].spec.revoke_fuel;
-        let installed = &mut self.points[index].grafts[slot];
-        let outcome = match installed.instance.revoke {
-            None => Revocation::Forced(None),
-            Some(revoke) => {
-                self.state.borrow_mut().begin(graft);
-                let store = &mut installed.instance.store;
-                let result = store
-                    .set_fuel(fuel)
-                    .and_then(|()| revoke.call(&mut *store, &[], &mut []));
-                match result {
-                    Ok(()) => {
-                        self.state.borrow_mut().commit();
-                        Revocation::Clean
-                    }
-                    Err(error) => {
-                        self.state.borrow_mut().abort();
-                        Revocation::Forced(Some(sandbox::cause_of(&error)))
+        let outcome = match slot.cell.try_borrow_mut() {
+            Ok(mut installed) => match installed.instance.revoke {
+                None => Revocation::Forced(None),
+                Some(revoke) => {
+                    self.core.state.borrow_mut().begin(graft);
+                    let store = &mut installed.instance.store;
+                    let result = store
+                        .set_fuel(spec.revoke_fuel)
+                        .and_then(|()| revoke.call(&mut *store, &[], &mut []));
+                    let mut state = self.core.state.borrow_mut();
+                    match result {
+                        Ok(()) => {
+                            state.commit();
+                            Revocation::Clean
+                        }
+                        Err(error) => {
+                            state.abort();
+                            Revocation::Forced(Some(sandbox::cause_of(&error)))
+                        }
                     }
                 }
-            }
+            },
+            Err(_) => Revocation::Forced(Some(AbortCause::Reentrancy)),
         };
+        self.settle();
         self.unload(point, graft)?;
         Ok(outcome)
     }
 
     /// Every installed graft.
     pub fn list(&self) -> Vec<GraftInfo> {
-        self.points
-            .iter()
-            .flat_map(|p| {
-                p.grafts.iter().map(|g| GraftInfo {
+        self.grafts()
+            .into_iter()
+            .filter_map(|(spec, g)| {
+                let installed = g.cell.try_borrow().ok()?;
+                Some(GraftInfo {
                     id: g.id,
-                    point: p.spec.name.clone(),
-                    module_bytes: g.module.bytes,
-                    stats: g.stats.clone(),
+                    point: spec.name.clone(),
+                    module_bytes: installed.module.bytes,
+                    stats: installed.stats.clone(),
                 })
             })
             .collect()
     }
 
-    /// Lines the graft wrote with the `log` accessor (most recent last).
-    pub fn graft_log(&self, graft: GraftId) -> Vec<String> {
-        self.points
+    /// The installed graft `graft`'s cell, wherever it is.
+    fn graft(&self, graft: GraftId) -> Option<Slot> {
+        let points = self.core.points.borrow();
+        points
             .iter()
             .flat_map(|p| p.grafts.iter())
             .find(|g| g.id == graft)
-            .map(|g| g.instance.store.data().log.clone())
+            .cloned()
+    }
+
+    /// Lines the graft wrote with the `log` accessor (most recent last).
+    pub fn graft_log(&self, graft: GraftId) -> Vec<String> {
+        self.graft(graft)
+            .and_then(|g| {
+                let installed = g.cell.try_borrow().ok()?;
+                Some(installed.instance.store.data().log.clone())
+            })
             .unwrap_or_default()
     }
 
     /// Whether `point` has any graft (else its compiled-in default runs).
     pub fn is_grafted(&self, point: &str) -> bool {
-        self.point_index(point)
-            .is_some_and(|i| !self.points[i].grafts.is_empty())
+        let points = self.core.points.borrow();
+        points
+            .iter()
+            .any(|p| p.spec.name == point && !p.grafts.is_empty())
     }
 
     /// Calls a replace point: the graft if one is installed and it commits,
@@ -318,17 +375,31 @@ impl Runtime {
         args: &[Val],
         default: impl FnOnce(&[Val]) -> Vec<Val>,
     ) -> Vec<Val> {
-        let grafted = self
-            .points
-            .get(point.0)
-            .is_some_and(|p| !p.grafts.is_empty());
-        if !grafted {
+        if !self.grafted.get(point.0).copied().unwrap_or(false) {
             return default(args);
         }
-        match self.call(point.0, 0, context, args, false) {
-            Ok(Some(results)) => results,
-            _ => default(args),
+        match self.call_replace(point.0, context, args) {
+            Some(results) => results,
+            None => default(args),
         }
+    }
+
+    /// The slow half of [`Runtime::invoke_at`]: a graft is installed.
+    /// `None`: it aborted (or its guard declined), the default serves.
+    fn call_replace(
+        &mut self,
+        index: usize,
+        context: &mut Vec<u8>,
+        args: &[Val],
+    ) -> Option<Vec<Val>> {
+        let (spec, slot) = {
+            let points = self.core.points.borrow();
+            let point = points.get(index)?;
+            (point.spec.clone(), point.grafts.first()?.clone())
+        };
+        let (outcome, _) = self.core.call(index, &spec, &slot, context, args, false);
+        self.settle();
+        outcome.ok().flatten()
     }
 
     /// Runs every handler of an event point in order; each handler's guard
@@ -343,159 +414,21 @@ impl Runtime {
         let Some(index) = self.point_index(point) else {
             return Vec::new();
         };
-        let mut outcomes = Vec::new();
-        let mut slot = 0;
-        while slot < self.points[index].grafts.len() {
-            let id = self.points[index].grafts[slot].id;
-            match self.call(index, slot, context, args, true) {
-                Ok(Some(results)) => outcomes.push((id, Ok(results))),
-                Ok(None) => {}
-                Err(cause) => outcomes.push((id, Err(cause))),
-            }
-            // An unloaded handler shifts the rest down.
-            if self.points[index]
-                .grafts
-                .get(slot)
-                .is_some_and(|g| g.id == id)
-            {
-                slot += 1;
-            }
-        }
+        let (outcomes, _) = self.core.dispatch(index, context, args);
+        self.settle();
         outcomes
-    }
-
-    /// One transactional call of graft `slot` at point `index`.
-    /// `Ok(None)`: its guard declined.
-    fn call(
-        &mut self,
-        index: usize,
-        slot: usize,
-        context: &mut Vec<u8>,
-        args: &[Val],
-        guarded: bool,
-    ) -> Result<Option<Vec<Val>>, AbortCause> {
-        let spec = &self.points[index].spec;
-        let (fuel, validator) = (spec.fuel, spec.validator);
-        let result_types = spec.results.clone();
-        let started = self.state.borrow().now_ns();
-        let graft = &mut self.points[index].grafts[slot];
-        let id = graft.id;
-        {
-            let mut state = self.state.borrow_mut();
-            core::mem::swap(&mut state.context, context);
-            state.begin(id);
-        }
-        graft.stats.calls += 1;
-        let store = &mut graft.instance.store;
-        let outcome = (|| {
-            store.set_fuel(fuel).map_err(|_| AbortCause::OtherTrap)?;
-            if guarded && let Some(guard) = graft.instance.guard {
-                let mut verdict = [Val::I32(0)];
-                guard
-                    .call(&mut *store, args, &mut verdict)
-                    .map_err(|e| sandbox::cause_of(&e))?;
-                if verdict[0].i32() == Some(0) {
-                    return Ok(None);
-                }
-            }
-            let mut results: Vec<Val> = result_types
-                .iter()
-                .map(|t| Val::default_for_ty(*t))
-                .collect();
-            graft
-                .instance
-                .main
-                .call(&mut *store, args, &mut results)
-                .map_err(|e| sandbox::cause_of(&e))?;
-            if !validator(&results) {
-                return Err(AbortCause::InvalidReturn);
-            }
-            Ok(Some(results))
-        })();
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        graft.stats.fuel_used += fuel.saturating_sub(fuel_left);
-        {
-            let mut state = self.state.borrow_mut();
-            match outcome {
-                Ok(_) => state.commit(),
-                Err(_) => state.abort(),
-            }
-            core::mem::swap(&mut state.context, context);
-        }
-        let elapsed = self.state.borrow().now_ns().saturating_sub(started);
-        let graft = &mut self.points[index].grafts[slot];
-        graft.stats.record_latency(elapsed);
-        match outcome {
-            Ok(None) => {
-                graft.stats.guarded_out += 1;
-                Ok(None)
-            }
-            Ok(Some(results)) => {
-                graft.stats.commits += 1;
-                Ok(Some(results))
-            }
-            Err(cause) => {
-                graft.stats.record_abort(cause);
-                graft.failures += 1;
-                let action = self.after_failure(index, slot);
-                let at_ns = self.state.borrow().now_ns();
-                let point = self.points[index].spec.name.clone();
-                self.faults.push(Fault {
-                    at_ns,
-                    point,
-                    graft: id,
-                    cause,
-                    action,
-                });
-                Err(cause)
-            }
-        }
-    }
-
-    /// The point's failure policy: keep, restart a fresh instance once
-    /// (Nooks), or unload after `max_failures`.
-    fn after_failure(&mut self, index: usize, slot: usize) -> FaultAction {
-        let spec = &self.points[index].spec;
-        let graft = &self.points[index].grafts[slot];
-        if graft.failures < spec.max_failures {
-            return FaultAction::Aborted;
-        }
-        if spec.restart && !graft.restarted {
-            let fresh = sandbox::instantiate(
-                &self.linker,
-                &graft.module,
-                spec,
-                self.state.clone(),
-                graft.id,
-                graft.capabilities,
-            );
-            if let Ok(instance) = fresh {
-                let graft = &mut self.points[index].grafts[slot];
-                graft.instance = instance;
-                graft.failures = 0;
-                graft.restarted = true;
-                return FaultAction::Restarted;
-            }
-        }
-        let removed = self.points[index].grafts.remove(slot);
-        self.state.borrow_mut().release_graft(removed.id);
-        FaultAction::Unloaded
     }
 
     /// Statistics of one graft.
     pub fn stats(&self, graft: GraftId) -> Option<GraftStats> {
-        self.points
-            .iter()
-            .flat_map(|p| p.grafts.iter())
-            .find(|g| g.id == graft)
-            .map(|g| g.stats.clone())
+        let slot = self.graft(graft)?;
+        let installed = slot.cell.try_borrow().ok()?;
+        Some(installed.stats.clone())
     }
 
     /// Names of the declared points.
     pub fn points(&self) -> Vec<String> {
-        self.points
-            .iter()
-            .map(|p| p.spec.name.to_string())
-            .collect()
+        let points = self.core.points.borrow();
+        points.iter().map(|p| p.spec.name.to_string()).collect()
     }
 }

@@ -1,19 +1,21 @@
 //! The sandbox: one `wasmi` store and warm instance per installed graft,
-//! the accessors it may call, and the checks a module passes before it is
-//! ever instantiated.
+//! and the checks a module passes before it is ever instantiated. The
+//! accessors it may call are in the `accessors` module.
 
 use alloc::format;
-use alloc::rc::Rc;
+use alloc::rc::{Rc, Weak};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use wasmi::{
-    Caller, Config, Engine, Extern, ExternType, Func, FuncType, Linker, Module, Store, StoreLimits,
+    Config, Engine, ExternType, Func, FuncType, Linker, Module, Store, StoreLimits,
     StoreLimitsBuilder, TrapCode,
 };
 
-use crate::abi::{self, Capabilities, Capability};
+use crate::abi::{self, Capabilities};
+pub use crate::accessors::linker;
+use crate::call::Core;
 use crate::fault::AbortCause;
 use crate::point::{Kind, PointSpec};
 use crate::state::{GraftId, HostState};
@@ -97,10 +99,37 @@ impl wasmi::errors::HostError for Abort {}
 /// What a graft's store carries.
 pub struct HostData {
     pub(crate) state: Rc<RefCell<HostState>>,
+    /// The runtime's shared core, for `emit` (weak: the core owns this store).
+    pub(crate) core: Weak<Core>,
+    /// The index of the graft's point (whose `emits` list `emit` indexes).
+    pub(crate) point: usize,
     pub(crate) graft: GraftId,
     pub(crate) capabilities: Capabilities,
     limits: StoreLimits,
     pub(crate) log: Vec<String>,
+}
+
+/// Whose store it is: what an instance is bound to.
+#[derive(Clone)]
+pub(crate) struct Binding {
+    pub(crate) core: Weak<Core>,
+    pub(crate) state: Rc<RefCell<HostState>>,
+    pub(crate) point: usize,
+    pub(crate) graft: GraftId,
+    pub(crate) capabilities: Capabilities,
+}
+
+impl HostData {
+    /// What this store is bound to (for a fresh instance of the same graft).
+    pub(crate) fn binding(&self) -> Binding {
+        Binding {
+            core: self.core.clone(),
+            state: self.state.clone(),
+            point: self.point,
+            graft: self.graft,
+            capabilities: self.capabilities,
+        }
+    }
 }
 
 /// A module that passed every load-time check for a point.
@@ -225,13 +254,11 @@ pub struct Instance {
 }
 
 /// Instantiates `module` in a fresh store bounded by `point`'s limits.
-pub fn instantiate(
+pub(crate) fn instantiate(
     linker: &Linker<HostData>,
     module: &ValidatedModule,
     point: &PointSpec,
-    state: Rc<RefCell<HostState>>,
-    graft: GraftId,
-    capabilities: Capabilities,
+    binding: Binding,
 ) -> Result<Instance, LoadError> {
     let limits = StoreLimitsBuilder::new()
         .memory_size(point.memory_pages as usize * 65536)
@@ -241,9 +268,11 @@ pub fn instantiate(
         .tables(1)
         .build();
     let data = HostData {
-        state,
-        graft,
-        capabilities,
+        state: binding.state,
+        core: binding.core,
+        point: binding.point,
+        graft: binding.graft,
+        capabilities: binding.capabilities,
         limits,
         log: Vec::new(),
     };
@@ -292,176 +321,4 @@ pub fn cause_of(error: &wasmi::Error) -> AbortCause {
         Some(TrapCode::GrowthOperationLimited) => AbortCause::ResourceLimit,
         _ => AbortCause::OtherTrap,
     }
-}
-
-type HostResult<T> = Result<T, wasmi::Error>;
-
-fn abort(cause: AbortCause) -> wasmi::Error {
-    wasmi::Error::host(Abort(cause))
-}
-
-/// Checks the capability at run time (it may have been narrowed since load).
-fn allow(caller: &Caller<'_, HostData>, capability: Capability) -> HostResult<()> {
-    if caller.data().capabilities.has(capability) {
-        Ok(())
-    } else {
-        Err(abort(AbortCause::ForbiddenAccessor))
-    }
-}
-
-fn memory(caller: &Caller<'_, HostData>) -> HostResult<wasmi::Memory> {
-    caller
-        .get_export("memory")
-        .and_then(Extern::into_memory)
-        .ok_or_else(|| abort(AbortCause::BadArgument))
-}
-
-fn read_guest(caller: &Caller<'_, HostData>, ptr: i32, len: i32) -> HostResult<Vec<u8>> {
-    let memory = memory(caller)?;
-    let range = crate::state::checked_range(ptr, len, memory.data_size(caller)).map_err(abort)?;
-    let mut bytes = alloc::vec![0; range.len()];
-    memory
-        .read(caller, range.start, &mut bytes)
-        .map_err(|_| abort(AbortCause::BadArgument))?;
-    Ok(bytes)
-}
-
-fn lift<T>(result: Result<T, AbortCause>) -> HostResult<T> {
-    result.map_err(abort)
-}
-
-/// The linker with every accessor of the ABI.
-pub fn linker(engine: &Engine) -> Linker<HostData> {
-    const DEFINED_ONCE: &str = "each accessor is defined once";
-    let mut linker = Linker::new(engine);
-    let m = abi::MODULE;
-    linker
-        .func_wrap(m, "ctx_len", |c: Caller<'_, HostData>| -> HostResult<i32> {
-            allow(&c, Capability::Context)?;
-            Ok(c.data().state.borrow().context.len().min(i32::MAX as usize) as i32)
-        })
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "ctx_read",
-            |mut c: Caller<'_, HostData>, offset: i32, ptr: i32, len: i32| -> HostResult<i32> {
-                allow(&c, Capability::Context)?;
-                let bytes = lift(
-                    c.data()
-                        .state
-                        .borrow()
-                        .context_slice(offset, len)
-                        .map(<[u8]>::to_vec),
-                )?;
-                let memory = memory(&c)?;
-                let range =
-                    crate::state::checked_range(ptr, len, memory.data_size(&c)).map_err(abort)?;
-                memory
-                    .write(&mut c, range.start, &bytes)
-                    .map_err(|_| abort(AbortCause::BadArgument))?;
-                Ok(len)
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "ctx_write",
-            |c: Caller<'_, HostData>, offset: i32, ptr: i32, len: i32| -> HostResult<i32> {
-                allow(&c, Capability::ContextWrite)?;
-                let bytes = read_guest(&c, ptr, len)?;
-                lift(c.data().state.borrow_mut().write_context(offset, &bytes))?;
-                Ok(len)
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "map_get",
-            |c: Caller<'_, HostData>, map: i32, key: i64, default: i64| -> HostResult<i64> {
-                allow(&c, Capability::Maps)?;
-                Ok(c.data()
-                    .state
-                    .borrow()
-                    .map_get(c.data().graft, map, key)
-                    .unwrap_or(default))
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "map_put",
-            |c: Caller<'_, HostData>, map: i32, key: i64, value: i64| -> HostResult<()> {
-                allow(&c, Capability::Maps)?;
-                lift(c.data().state.borrow_mut().map_put(map, key, value))
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "counter_add",
-            |c: Caller<'_, HostData>, index: i32, delta: i64| -> HostResult<i64> {
-                allow(&c, Capability::Counters)?;
-                lift(c.data().state.borrow_mut().counter_add(index, delta))
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "lock",
-            |c: Caller<'_, HostData>, id: i32| -> HostResult<()> {
-                allow(&c, Capability::Locks)?;
-                lift(c.data().state.borrow_mut().lock(id))
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "buf_alloc",
-            |c: Caller<'_, HostData>, bytes: i32| -> HostResult<i32> {
-                allow(&c, Capability::Buffers)?;
-                lift(c.data().state.borrow_mut().buffer_alloc(bytes))
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "buf_free",
-            |c: Caller<'_, HostData>, handle: i32| -> HostResult<()> {
-                allow(&c, Capability::Buffers)?;
-                lift(c.data().state.borrow_mut().buffer_free(handle))
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(m, "now_ns", |c: Caller<'_, HostData>| -> HostResult<i64> {
-            allow(&c, Capability::Time)?;
-            Ok(c.data().state.borrow().now_ns() as i64)
-        })
-        .expect(DEFINED_ONCE);
-    linker
-        .func_wrap(
-            m,
-            "log",
-            |mut c: Caller<'_, HostData>, ptr: i32, len: i32| -> HostResult<()> {
-                allow(&c, Capability::Log)?;
-                let bytes = read_guest(&c, ptr, len.min(256))?;
-                let line = String::from_utf8_lossy(&bytes).into_owned();
-                let log = &mut c.data_mut().log;
-                if log.len() == 64 {
-                    log.remove(0);
-                }
-                log.push(line);
-                Ok(())
-            },
-        )
-        .expect(DEFINED_ONCE);
-    linker
 }

@@ -1,14 +1,20 @@
 //! The host state grafts may touch, and the transactions that make every
 //! change undoable.
 //!
-//! Each graft call runs in a [`Txn`]. Every mutating accessor first writes
+//! Each graft call runs in a `Txn`. Every mutating accessor first writes
 //! an undo record; abort replays the records in reverse (VINO's undo call
 //! stack), releases the transaction's locks and frees what it allocated.
-//! Transactions nest: a graft that triggers another graft's call opens an
-//! inner transaction; the inner abort undoes only the inner work, the inner
-//! commit hands its records and locks to the outer one, and only the
-//! outermost commit makes everything durable. Locks are two-phase: taken
-//! through the `lock` accessor, held until the outermost commit or abort.
+//! Transactions nest: a graft that triggers another graft's call (the
+//! `emit` accessor) opens an inner transaction; the inner abort undoes only
+//! the inner work, the inner commit hands its records and locks to the outer
+//! one, and only the outermost commit makes everything durable. Locks are
+//! two-phase: taken through the `lock` accessor, held until the outermost
+//! commit or abort; a nested transaction may take a lock an enclosing one
+//! holds (Moss's rule: it runs on its ancestors' behalf).
+//!
+//! An emitted event brings its own context bytes (a *context frame*): they
+//! are discarded when the event's dispatch ends, so an inner commit drops its records of them instead of
+//! handing them to an outer transaction that never saw those bytes.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -85,6 +91,8 @@ struct Txn {
     graft: GraftId,
     undo: Vec<Undo>,
     locks: Vec<i32>,
+    /// The context frame it began in.
+    frame: u32,
 }
 
 /// A tracked buffer.
@@ -105,6 +113,8 @@ pub struct HostState {
     /// Lock id → depth of the transaction holding it (usize::MAX: the host).
     lock_holders: BTreeMap<i32, usize>,
     txns: Vec<Txn>,
+    /// Context frames entered by emitted events (0: the host's call).
+    frame: u32,
     pub(crate) limits: Limits,
     clock: alloc::rc::Rc<dyn Clock>,
 }
@@ -118,6 +128,7 @@ impl HostState {
             buffers: Vec::new(),
             lock_holders: BTreeMap::new(),
             txns: Vec::new(),
+            frame: 0,
             limits,
             clock,
         }
@@ -135,7 +146,19 @@ impl HostState {
             graft,
             undo: Vec::new(),
             locks: Vec::new(),
+            frame: self.frame,
         });
+    }
+
+    /// Starts an emitted event: the transactions that begin until
+    /// `leave_frame` run on the event's own context bytes, which die with it.
+    pub(crate) fn enter_frame(&mut self) {
+        self.frame += 1;
+    }
+
+    /// Ends an emitted event.
+    pub(crate) fn leave_frame(&mut self) {
+        self.frame -= 1;
     }
 
     /// Transaction nesting depth (0: none open).
@@ -148,8 +171,17 @@ impl HostState {
         let txn = self.txns.pop().expect("commit without a transaction");
         match self.txns.last_mut() {
             Some(outer) => {
-                // Durable only when the outer transaction commits.
-                outer.undo.extend(txn.undo);
+                // Durable only when the outer transaction commits; records of
+                // an emitted event's context die with that context.
+                if outer.frame == txn.frame {
+                    outer.undo.extend(txn.undo);
+                } else {
+                    let durable = txn
+                        .undo
+                        .into_iter()
+                        .filter(|r| !matches!(r, Undo::Context { .. }));
+                    outer.undo.extend(durable);
+                }
                 for lock in txn.locks {
                     self.lock_holders.insert(lock, self.txns.len() - 1);
                     self.txns.last_mut().expect("outer").locks.push(lock);
@@ -319,13 +351,9 @@ impl HostState {
         let deadline = self.now_ns().saturating_add(self.limits.lock_timeout_ns);
         loop {
             match self.lock_holders.get(&id) {
-                // Already ours (this or an enclosing transaction of the same graft).
-                Some(&holder)
-                    if holder != usize::MAX
-                        && self.txns[holder].graft == self.txns[depth].graft =>
-                {
-                    return Ok(());
-                }
+                // Held by this or an enclosing transaction (every open one is
+                // an ancestor of the innermost): ours to use.
+                Some(&holder) if holder != usize::MAX => return Ok(()),
                 Some(_) => {
                     // One CPU: nothing can release it while we wait, but the
                     // wait is bounded by the clock all the same.
@@ -413,8 +441,23 @@ impl HostState {
             .sum()
     }
 
-    /// Frees everything `graft` owns (unload, revocation).
+    /// Frees everything `graft` owns (unload, revocation), and forgets the
+    /// open transactions' records of it, so that no later abort brings back
+    /// a map entry or buffer of a graft that is gone.
     pub fn release_graft(&mut self, graft: GraftId) {
+        let buffers = &self.buffers;
+        let owned = |handle: i32| {
+            buffers
+                .get(handle as usize)
+                .is_some_and(|b| b.as_ref().is_some_and(|b| b.owner == graft))
+        };
+        for txn in &mut self.txns {
+            txn.undo.retain(|record| match *record {
+                Undo::Map { graft: owner, .. } | Undo::BufferFreed { owner, .. } => owner != graft,
+                Undo::Buffer { handle } => !owned(handle),
+                _ => true,
+            });
+        }
         for slot in &mut self.buffers {
             if slot.as_ref().is_some_and(|b| b.owner == graft) {
                 *slot = None;
@@ -449,155 +492,4 @@ pub(crate) fn checked_range(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::rc::Rc;
-    use core::cell::Cell;
-
-    struct Ticks(Cell<u64>);
-    impl Clock for Ticks {
-        fn now_ns(&self) -> u64 {
-            self.0.set(self.0.get() + 1000);
-            self.0.get()
-        }
-    }
-
-    fn state() -> HostState {
-        let mut s = HostState::new(4, Limits::default(), Rc::new(Ticks(Cell::new(0))));
-        s.context = b"hello world".to_vec();
-        s
-    }
-
-    #[test]
-    fn abort_undoes_everything_in_reverse_and_releases() {
-        let mut s = state();
-        s.begin(1);
-        s.write_context(0, b"HELLO").unwrap();
-        s.write_context(1, b"xx").unwrap();
-        s.counter_add(2, 5).unwrap();
-        s.counter_add(2, 5).unwrap();
-        s.map_put(0, 7, 70).unwrap();
-        s.lock(3).unwrap();
-        let handle = s.buffer_alloc(100).unwrap();
-        assert_eq!(s.counter(2), Some(10));
-        s.abort();
-        assert_eq!(s.context, b"hello world");
-        assert_eq!(s.counter(2), Some(0));
-        assert_eq!(s.map_get(1, 0, 7), None);
-        assert_eq!(s.locks_held(), 0);
-        assert_eq!(s.buffer_bytes(1), 0);
-        assert!(s.buffers[handle as usize].is_none());
-    }
-
-    #[test]
-    fn nested_abort_undoes_only_the_inner_work_and_outer_commit_keeps_the_rest() {
-        let mut s = state();
-        s.begin(1);
-        s.counter_add(0, 1).unwrap();
-        s.begin(2);
-        s.counter_add(0, 10).unwrap();
-        s.map_put(0, 1, 1).unwrap();
-        s.abort();
-        assert_eq!(s.counter(0), Some(1));
-        s.begin(2);
-        s.counter_add(1, 100).unwrap();
-        s.lock(5).unwrap();
-        s.commit();
-        assert_eq!(
-            s.locks_held(),
-            1,
-            "inner commit hands its lock to the outer transaction"
-        );
-        s.commit();
-        assert_eq!((s.counter(0), s.counter(1)), (Some(1), Some(100)));
-        assert_eq!(s.locks_held(), 0);
-    }
-
-    #[test]
-    fn an_inner_commit_is_undone_by_an_outer_abort() {
-        let mut s = state();
-        s.begin(1);
-        s.begin(2);
-        s.counter_add(3, 9).unwrap();
-        s.commit();
-        s.abort();
-        assert_eq!(s.counter(3), Some(0));
-    }
-
-    #[test]
-    fn contested_locks_time_out_and_bad_arguments_are_refused() {
-        let mut s = state();
-        s.host_lock(4, true);
-        s.begin(1);
-        assert_eq!(s.lock(4), Err(AbortCause::LockTimeout));
-        assert_eq!(s.lock(-1), Err(AbortCause::BadArgument));
-        assert_eq!(s.lock(1_000), Err(AbortCause::BadArgument));
-        assert_eq!(s.write_context(9, b"xyz"), Err(AbortCause::BadArgument));
-        assert_eq!(
-            s.write_context(i32::MAX, b"x"),
-            Err(AbortCause::BadArgument)
-        );
-        assert_eq!(s.context_slice(-1, 2).err(), Some(AbortCause::BadArgument));
-        assert_eq!(s.counter_add(99, 1), Err(AbortCause::BadArgument));
-        assert_eq!(s.map_put(-1, 0, 0), Err(AbortCause::BadArgument));
-        assert_eq!(s.buffer_free(0), Err(AbortCause::BadArgument));
-        s.abort();
-        s.host_lock(4, false);
-        assert_eq!(s.locks_held(), 0);
-    }
-
-    #[test]
-    fn an_aborted_free_brings_the_buffer_back() {
-        let mut s = state();
-        s.begin(1);
-        let handle = s.buffer_alloc(64).unwrap();
-        s.commit();
-        s.begin(1);
-        s.buffer_free(handle).unwrap();
-        assert_eq!(s.buffer_bytes(1), 0);
-        s.abort();
-        assert_eq!(s.buffer_bytes(1), 64);
-        s.begin(2);
-        assert_eq!(
-            s.buffer_free(handle),
-            Err(AbortCause::BadArgument),
-            "not graft 2's buffer"
-        );
-        s.abort();
-        assert_eq!(s.buffer_bytes(1), 64);
-    }
-
-    #[test]
-    fn limits_are_resource_aborts() {
-        let limits = Limits {
-            map_entries: 2,
-            undo_records: 5,
-            buffer_bytes: 10,
-            ..Limits::default()
-        };
-        let mut s = HostState::new(1, limits, Rc::new(Ticks(Cell::new(0))));
-        s.begin(1);
-        s.map_put(0, 1, 1).unwrap();
-        s.map_put(0, 2, 1).unwrap();
-        s.map_put(0, 2, 5).unwrap(); // an update needs no new entry
-        assert_eq!(s.map_put(0, 3, 1), Err(AbortCause::ResourceLimit));
-        assert_eq!(s.buffer_alloc(11), Err(AbortCause::ResourceLimit));
-        s.counter_add(0, 1).unwrap();
-        s.buffer_alloc(4).unwrap();
-        assert_eq!(
-            s.counter_add(0, 1),
-            Err(AbortCause::ResourceLimit),
-            "undo log full"
-        );
-        s.abort();
-        assert_eq!(s.map_entries(1), 0);
-    }
-
-    #[test]
-    fn accessors_outside_a_transaction_are_forbidden() {
-        let mut s = state();
-        assert_eq!(s.counter_add(0, 1), Err(AbortCause::ForbiddenAccessor));
-        assert_eq!(s.map_put(0, 1, 1), Err(AbortCause::ForbiddenAccessor));
-        assert_eq!(s.lock(1), Err(AbortCause::ForbiddenAccessor));
-    }
-}
+mod tests;

@@ -3,28 +3,19 @@
 //! reported exactly, the host state after the call equals the state
 //! before, every resource is released, and the default serves the call.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
+use grafts::testing::Ticks;
 use grafts::{
-    AbortCause, Capabilities, Clock, FaultAction, Limits, LoadError, PointSpec, Revocation,
-    Runtime, Val, ValType,
+    AbortCause, Capabilities, FaultAction, Limits, LoadError, PointSpec, Revocation, Runtime, Val,
+    ValType,
 };
-
-/// A clock that advances 1 µs per reading.
-struct Ticks(Cell<u64>);
-impl Clock for Ticks {
-    fn now_ns(&self) -> u64 {
-        self.0.set(self.0.get() + 1_000);
-        self.0.get()
-    }
-}
 
 const POINT: &str = "sched.pick";
 const DEFAULT: i32 = -7;
 
 fn runtime() -> Runtime {
-    let mut rt = Runtime::new(4, Limits::default(), Rc::new(Ticks(Cell::new(0))));
+    let mut rt = Runtime::new(4, Limits::default(), Rc::new(Ticks::default()));
     let mut spec = PointSpec::replace(POINT, &[ValType::I32], &[ValType::I32]);
     spec.fuel = 50_000;
     spec.max_failures = 2;
@@ -324,7 +315,7 @@ fn after_k_failures_the_graft_is_unloaded_and_the_default_serves() {
 
 #[test]
 fn a_failing_graft_can_be_restarted_once_before_unloading() {
-    let mut rt = Runtime::new(1, Limits::default(), Rc::new(Ticks(Cell::new(0))));
+    let mut rt = Runtime::new(1, Limits::default(), Rc::new(Ticks::default()));
     let mut spec = PointSpec::replace(POINT, &[ValType::I32], &[ValType::I32]);
     spec.max_failures = 1;
     spec.restart = true;
@@ -405,7 +396,7 @@ fn revocation_calls_the_graft_first_or_forces_it_out() {
 
 #[test]
 fn capabilities_narrowed_by_the_point_are_enforced() {
-    let mut rt = Runtime::new(1, Limits::default(), Rc::new(Ticks(Cell::new(0))));
+    let mut rt = Runtime::new(1, Limits::default(), Rc::new(Ticks::default()));
     let mut spec = PointSpec::replace(POINT, &[ValType::I32], &[ValType::I32]);
     spec.capabilities = Capabilities::parse("context").unwrap();
     rt.declare(spec).unwrap();
@@ -422,7 +413,7 @@ fn capabilities_narrowed_by_the_point_are_enforced() {
 
 #[test]
 fn event_handlers_run_in_order_behind_their_guards() {
-    let mut rt = Runtime::new(1, Limits::default(), Rc::new(Ticks(Cell::new(0))));
+    let mut rt = Runtime::new(1, Limits::default(), Rc::new(Ticks::default()));
     rt.declare(PointSpec::event(
         "net.rx",
         &[ValType::I32],

@@ -2,22 +2,14 @@
 //! arbitrary bytes as a module, and arbitrary arguments to every accessor,
 //! never panic the host; a refused call leaves the host state unchanged.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
-use grafts::{Capabilities, Clock, Limits, PointSpec, Runtime, Val, ValType};
+use grafts::testing::Ticks;
+use grafts::{Capabilities, Limits, PointSpec, Runtime, Val, ValType};
 use proptest::prelude::*;
 
-struct Ticks(Cell<u64>);
-impl Clock for Ticks {
-    fn now_ns(&self) -> u64 {
-        self.0.set(self.0.get() + 1_000);
-        self.0.get()
-    }
-}
-
 fn runtime() -> Runtime {
-    let mut rt = Runtime::new(4, Limits::default(), Rc::new(Ticks(Cell::new(0))));
+    let mut rt = Runtime::new(4, Limits::default(), Rc::new(Ticks::default()));
     let params = [ValType::I32, ValType::I32, ValType::I32, ValType::I64];
     rt.declare(PointSpec::replace("p", &params, &[ValType::I32]))
         .unwrap();

@@ -5,42 +5,17 @@
 //! The `.wasm` files come from `cargo xtask grafts` (`target/grafts/`);
 //! without them this test builds them itself into `target/grafts-build`.
 
-use std::cell::Cell;
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::OnceLock;
 
-use grafts::{AbortCause, Capabilities, Clock, Limits, PointSpec, Runtime, Val, ValType};
-
-struct Ticks(Cell<u64>);
-impl Clock for Ticks {
-    fn now_ns(&self) -> u64 {
-        self.0.set(self.0.get() + 1_000);
-        self.0.get()
-    }
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use grafts::testing::Ticks;
+use grafts::{AbortCause, Capabilities, Limits, PointSpec, Runtime, Val, ValType};
 
 fn module(name: &str) -> Vec<u8> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let prebuilt = root().join("target/grafts");
-        if prebuilt.join(format!("{name}.wasm")).exists() {
-            return prebuilt;
-        }
-        let out = root().join("target/grafts-build/out");
-        xtask::grafts::build_into(&out, Some(&root().join("target/grafts-build")))
-            .expect("building the sample grafts");
-        out
-    });
-    std::fs::read(dir.join(format!("{name}.wasm"))).unwrap_or_else(|e| panic!("{name}.wasm: {e}"))
+    xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"))
 }
 
 fn runtime(spec: PointSpec) -> Runtime {
-    let mut rt = Runtime::new(4, Limits::default(), Rc::new(Ticks(Cell::new(0))));
+    let mut rt = Runtime::new(4, Limits::default(), Rc::new(Ticks::default()));
     rt.declare(spec).unwrap();
     rt
 }
@@ -184,22 +159,22 @@ fn strided_readahead_predicts_what_sequential_would_miss() {
 
 #[test]
 fn stream_cipher_round_trips_and_changes_the_bytes() {
-    let mut spec = PointSpec::replace("storage.filter", &[ValType::I64], &[ValType::I32]);
+    let mut spec = PointSpec::replace("cache.filter", &[ValType::I64], &[ValType::I32]);
     spec.fuel = 5_000_000; // a 4 KiB block, byte by byte
     let mut rt = runtime(spec);
     rt.load(
-        "storage.filter",
+        "cache.filter",
         &module("stream-cipher"),
         Capabilities::parse("context,context-write").unwrap(),
     )
     .unwrap();
     let plain: Vec<u8> = (0..4096u32).map(|i| (i * 13 % 251) as u8).collect();
     let mut block = plain.clone();
-    rt.invoke("storage.filter", &mut block, &[Val::I64(9)], |_| {
+    rt.invoke("cache.filter", &mut block, &[Val::I64(9)], |_| {
         vec![Val::I32(-1)]
     });
     assert_ne!(block, plain);
-    rt.invoke("storage.filter", &mut block, &[Val::I64(9)], |_| {
+    rt.invoke("cache.filter", &mut block, &[Val::I64(9)], |_| {
         vec![Val::I32(-1)]
     });
     assert_eq!(block, plain);

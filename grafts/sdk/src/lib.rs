@@ -31,6 +31,7 @@ mod sys {
         pub fn buf_free(handle: i32);
         pub fn now_ns() -> i64;
         pub fn log(ptr: i32, len: i32);
+        pub fn emit(point: i32, ptr: i32, len: i32, arg: i64) -> i64;
     }
 }
 
@@ -70,6 +71,9 @@ mod sys {
         host()
     }
     pub unsafe fn log(_: i32, _: i32) {
+        host()
+    }
+    pub unsafe fn emit(_: i32, _: i32, _: i32, _: i64) -> i64 {
         host()
     }
 }
@@ -138,6 +142,44 @@ pub fn now_ns() -> u64 {
 pub fn log(text: &str) {
     // SAFETY: the host bounds-checks the range and only reads it.
     unsafe { sys::log(text.as_ptr() as i32, text.len() as i32) }
+}
+
+/// What an [`emit`] did: how many of the event's handlers committed and
+/// how many aborted (handlers whose guard declined count in neither).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Emitted {
+    pub committed: u32,
+    pub aborted: u32,
+}
+
+impl Emitted {
+    /// Decodes the accessor's result: committed in the low 32 bits,
+    /// aborted in the high 32 bits.
+    pub const fn from_raw(raw: i64) -> Emitted {
+        Emitted {
+            committed: raw as u64 as u32,
+            aborted: (raw as u64 >> 32) as u32,
+        }
+    }
+}
+
+/// Triggers event number `event` of this graft's point's `emits` list with
+/// `context` (copied; at most 64 KiB) as the event's context bytes and
+/// `arg` as its handlers' argument. The handlers run now, each in a
+/// transaction nested in this one: what they commit is undone if this call
+/// aborts later. Their fuel comes off this call's budget. Emitting an event
+/// whose handler is already running (a cycle) aborts this call.
+pub fn emit(event: usize, context: &[u8], arg: i64) -> Emitted {
+    // SAFETY: the host bounds-checks the range and only reads it.
+    let raw = unsafe {
+        sys::emit(
+            event as i32,
+            context.as_ptr() as i32,
+            context.len() as i32,
+            arg,
+        )
+    };
+    Emitted::from_raw(raw)
 }
 
 /// Exports `$f` as the graft's entry point `graft_main`.

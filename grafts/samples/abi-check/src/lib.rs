@@ -19,7 +19,8 @@ fn touch_everything(magic: i32) -> i32 {
     sdk::lock(0);
     sdk::buffer_free(sdk::buffer_alloc(16));
     sdk::log("abi-check");
-    (sdk::now_ns() as usize + n) as i32
+    let emitted = sdk::emit(0, &bytes, 1);
+    (sdk::now_ns() as usize + n + emitted.committed as usize) as i32
 }
 
 graft_sdk::graft_main!(touch_everything: fn(magic: i32) -> i32);
