@@ -49,7 +49,7 @@ pub use config::{Config, Ipv4Config};
 pub use error::{AcceptError, BindError, ConnectError, PingError, ReadError, UdpError, WriteError};
 pub use icmp::ping;
 pub use nic::Nic;
-pub use policy::{NoPing, PassAll, RxPolicy, Verdict};
+pub use policy::{DropPorts, NoPing, PassAll, RxPolicy, Verdict};
 pub use stack::{NetStats, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
 pub use time::{TimedOut, timeout};
@@ -58,4 +58,4 @@ pub use udp::{UdpOptions, UdpSocket};
 pub use core::net::{Ipv4Addr, SocketAddrV4};
 
 #[cfg(target_os = "none")]
-pub use virtio::open;
+pub use virtio::{open, open_with};

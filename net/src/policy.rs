@@ -76,6 +76,40 @@ impl RxPolicy for NoPing {
     }
 }
 
+/// Drops TCP segments to the listed destination ports; passes the rest.
+/// The compiled-in counterpart of the packet-filter graft (`block=PORT` on
+/// the HTTP image's command line), so the two can be measured side by side.
+#[derive(Clone, Debug, Default)]
+pub struct DropPorts {
+    ports: alloc::vec::Vec<u16>,
+}
+
+impl DropPorts {
+    pub fn new(ports: impl IntoIterator<Item = u16>) -> DropPorts {
+        DropPorts {
+            ports: ports.into_iter().collect(),
+        }
+    }
+}
+
+impl RxPolicy for DropPorts {
+    const NAME: &'static str = "drop-ports";
+
+    fn on_receive(&mut self, frame: &[u8]) -> Verdict {
+        if self.ports.is_empty() {
+            return Verdict::Pass;
+        }
+        match Summary::parse(frame) {
+            Some(Summary {
+                protocol: Some(IpProtocol::Tcp),
+                ports: Some((_, destination)),
+                ..
+            }) if self.ports.contains(&destination) => Verdict::Drop,
+            _ => Verdict::Pass,
+        }
+    }
+}
+
 /// The headers a filter usually looks at, parsed with checked constructors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -142,6 +176,24 @@ mod tests {
         let summary = Summary::parse(&frame).unwrap();
         assert_eq!(summary.ethertype, 0x0800);
         assert_eq!(summary.source, None);
+    }
+
+    #[test]
+    fn drop_ports_drops_only_tcp_to_its_ports() {
+        // Ethernet + IPv4 (IHL 5, TCP) + the first 4 bytes of a TCP header.
+        let mut frame = [0u8; 14 + 20 + 20];
+        frame[12] = 0x08;
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&40u16.to_be_bytes());
+        frame[22] = 64;
+        frame[23] = 6;
+        frame[36..38].copy_from_slice(&8081u16.to_be_bytes());
+        frame[46] = 0x50;
+        let mut policy = DropPorts::new([8081]);
+        assert_eq!(policy.on_receive(&frame), Verdict::Drop);
+        frame[36..38].copy_from_slice(&80u16.to_be_bytes());
+        assert_eq!(policy.on_receive(&frame), Verdict::Pass);
+        assert_eq!(DropPorts::default().on_receive(&frame), Verdict::Pass);
     }
 
     #[test]

@@ -220,8 +220,14 @@ impl Stack {
     /// Starts a stack on `nic` with receive policy `P`, spawning its runner
     /// task.
     pub fn start<N: Nic + 'static, P: RxPolicy>(nic: N, config: Config) -> Stack {
+        Stack::start_with(nic, config, P::default())
+    }
+
+    /// [`Stack::start`] with a policy the caller built (one that holds
+    /// state of its own, such as a graft host).
+    pub fn start_with<N: Nic + 'static, P: RxPolicy>(nic: N, config: Config, policy: P) -> Stack {
         let mac = nic.mac();
-        let mut port = Port::new(nic, P::default());
+        let mut port = Port::new(nic, policy);
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         iface_config.random_seed = config.random_seed;
         let now = task::current_time();

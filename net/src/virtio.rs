@@ -44,8 +44,13 @@ impl Nic for NetDevice {
 
 /// Starts the stack on the first virtio-net device with receive policy
 /// `P` and `config` (a boot-time TSC reading makes the random seed).
-pub fn open<P: RxPolicy>(mut config: Config) -> Result<Stack, OpenError> {
+pub fn open<P: RxPolicy>(config: Config) -> Result<Stack, OpenError> {
+    open_with(config, P::default())
+}
+
+/// [`open`] with a receive policy the caller built.
+pub fn open_with<P: RxPolicy>(mut config: Config, policy: P) -> Result<Stack, OpenError> {
     let device = NetDevice::open()?;
     config.random_seed ^= unikernel::arch::cycles_since_entry();
-    Ok(Stack::start::<_, P>(device, config))
+    Ok(Stack::start_with(device, config, policy))
 }

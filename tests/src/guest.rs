@@ -26,6 +26,8 @@ pub struct Guest {
     console: Arc<Mutex<String>>,
     /// Host address forwarded to the guest's port.
     pub addr: SocketAddr,
+    /// Every forwarded guest port and its host address (`addr` first).
+    pub forwards: Vec<(u16, SocketAddr)>,
 }
 
 impl Guest {
@@ -39,9 +41,18 @@ impl Guest {
 
     /// Like [`Guest::start`] with a prepared QEMU command line (its
     /// forwards are replaced).
-    pub fn start_qemu(mut qemu: Qemu, guest_port: u16, ready: &str) -> Guest {
-        let host_port = free_port();
-        qemu.forwards = vec![(host_port, guest_port)];
+    pub fn start_qemu(qemu: Qemu, guest_port: u16, ready: &str) -> Guest {
+        Guest::start_ports(qemu, &[guest_port], ready)
+    }
+
+    /// Like [`Guest::start_qemu`], forwarding a free host port to each of
+    /// `guest_ports` ([`Guest::addr_of`] tells where each went).
+    pub fn start_ports(mut qemu: Qemu, guest_ports: &[u16], ready: &str) -> Guest {
+        let forwards: Vec<(u16, SocketAddr)> = guest_ports
+            .iter()
+            .map(|&guest| (guest, SocketAddr::from(([127, 0, 0, 1], free_port()))))
+            .collect();
+        qemu.forwards = forwards.iter().map(|(g, h)| (h.port(), *g)).collect();
         let mut child = qemu
             .command()
             .expect("QEMU command")
@@ -66,7 +77,8 @@ impl Guest {
         let mut guest = Guest {
             child,
             console,
-            addr: SocketAddr::from(([127, 0, 0, 1], host_port)),
+            addr: forwards[0].1,
+            forwards,
         };
         let start = Instant::now();
         while !guest.console().contains(ready) {
@@ -85,6 +97,21 @@ impl Guest {
             std::thread::sleep(Duration::from_millis(20));
         }
         guest
+    }
+
+    /// The host address forwarded to `guest_port`.
+    pub fn addr_of(&self, guest_port: u16) -> SocketAddr {
+        self.forwards
+            .iter()
+            .find(|(g, _)| *g == guest_port)
+            .map(|(_, h)| *h)
+            .unwrap_or_else(|| panic!("guest port {guest_port} is not forwarded"))
+    }
+
+    /// A handle that reads the console later (for helpers that outlive a borrow).
+    pub fn console_handle(&self) -> impl Fn() -> String + 'static {
+        let console = self.console.clone();
+        move || console.lock().unwrap().clone()
     }
 
     /// Everything the guest printed so far.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use xtask::qemu::{Outcome, Qemu};
 
+pub mod grafts;
 pub mod guest;
 
 /// Longest a test image may run.
@@ -31,6 +32,16 @@ pub fn image(name: &str) -> PathBuf {
     let dir = xtask::root().join("target/itest");
     xtask::images::build(&[name.to_string()], false, Some(&dir))
         .unwrap_or_else(|e| panic!("cannot build image {name}: {e:#}"))
+        .remove(0)
+}
+
+/// The optimised (release) ELF of `image`, built into `target/itest`
+/// (what `cargo xtask run --release` and the benchmarks boot).
+pub fn release_image(name: &str) -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = xtask::root().join("target/itest");
+    xtask::images::build(&[name.to_string()], true, Some(&dir))
+        .unwrap_or_else(|e| panic!("cannot build image {name} (release): {e:#}"))
         .remove(0)
 }
 

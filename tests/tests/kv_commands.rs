@@ -1,7 +1,9 @@
 //! `kv` as Redis clients see it: Debian's `redis-cli` round-trips every
-//! command the image supports, pipelining works, malformed and oversized
-//! requests get errors without hurting the server, and a clean restart
-//! from the disk alone keeps every key.
+//! command the image supports, `redis-benchmark` runs against it
+//! unmodified, pipelining works, malformed and oversized requests get
+//! errors without hurting the server, a clean restart from the disk alone
+//! keeps every key, and in `durability=write-through` mode an
+//! acknowledged write survives even the loss of the whole VM.
 
 mod kv;
 
@@ -227,4 +229,66 @@ fn a_clean_restart_from_the_disk_keeps_every_key() {
     let ttl: i64 = kv.cli(&["TTL", "t"]).trim().parse().unwrap();
     assert!((990..=1000).contains(&ttl), "TTL {ttl}");
     check(&kv, "DBSIZE", "(integer) 1001");
+}
+
+#[test]
+fn write_through_acknowledges_only_what_is_on_the_disk() {
+    let disk = fresh_disk("write-through");
+    let kv = Kv::boot(&image(), &disk, "durability=write-through");
+    assert!(
+        kv.cli(&["INFO"])
+            .contains("rootstock_durability:write-through"),
+        "{}",
+        kv.console()
+    );
+    let commands: Vec<Vec<String>> = (0..200)
+        .map(|i| vec!["SET".into(), format!("key:{i}"), format!("value-{i}")])
+        .collect();
+    assert_eq!(kv.pipe(&commands), (200, 0));
+    // The VM is killed: no SHUTDOWN, no warm reboot, the cache is gone.
+    drop(kv);
+    let kv = Kv::boot(&image(), &disk, "durability=write-through");
+    assert!(kv.console().contains("cache formatted"), "{}", kv.console());
+    check(&kv, "DBSIZE", "(integer) 200");
+    check(&kv, "GET key:199", "\"value-199\"");
+    // Anything else is refused at boot, naming the modes.
+    let mut qemu = tests::Qemu::new(image());
+    qemu.append = "durability=maybe".into();
+    let run = tests::run(&qemu);
+    run.expect("kv: unknown durability=maybe (rio or write-through)");
+    assert_eq!(run.outcome, tests::Outcome::Exited(2), "{}", run.output);
+}
+
+#[test]
+fn redis_benchmark_runs_unmodified() {
+    let kv = boot("benchmark");
+    for pipeline in ["1", "16"] {
+        let out = std::process::Command::new("redis-benchmark")
+            .args(["-p", &kv.port().to_string(), "-c", "4", "-n", "2000"])
+            .args(["-P", pipeline, "-t", "ping,set,get,incr,mset", "--csv"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("cannot run redis-benchmark (apt-get install redis-tools)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}\n{}", kv.console());
+        for test in [
+            "PING_INLINE",
+            "PING_MBULK",
+            "SET",
+            "GET",
+            "INCR",
+            "MSET (10 keys)",
+        ] {
+            let rps: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("\"{test}\",\"")))
+                .and_then(|rest| rest.split('"').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("-P {pipeline}: no {test} figure in:\n{text}"));
+            assert!(rps > 0.0, "-P {pipeline}: {test} {rps}");
+        }
+    }
+    // What it wrote is there: its 3-byte values, its counter (2,000 INCRs
+    // per run).
+    assert_eq!(kv.cli(&["GET", "key:__rand_int__"]).trim_end().len(), 3);
+    check(&kv, "GET counter:__rand_int__", "\"4000\"");
 }

@@ -16,7 +16,8 @@ impl Write for Console {
     }
 }
 
-fn write_bytes(bytes: &[u8]) {
+/// Writes raw bytes to the console (a protocol's replies on serial).
+pub fn write_bytes(bytes: &[u8]) {
     #[cfg(target_os = "none")]
     crate::arch::serial::write(bytes);
     #[cfg(not(target_os = "none"))]

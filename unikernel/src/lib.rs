@@ -43,6 +43,8 @@ pub mod time;
 #[cfg(all(target_os = "none", feature = "fault-injection"))]
 pub use arch::fault_injection;
 #[cfg(target_os = "none")]
+pub use arch::serial::SerialInput;
+#[cfg(target_os = "none")]
 pub use arch::{cmdline, irq, rio, run, virtio, virtio_net};
 
 /// Block storage (virtio-blk).

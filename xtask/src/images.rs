@@ -1,4 +1,11 @@
 //! Finding and building images: every crate under `images/` is one.
+//!
+//! Every build passes `ROOTSTOCK_GRAFT_KEYS` (the public keys the image
+//! accepts grafts from; the kernel reads it with `option_env!`, so cargo
+//! rebuilds when it changes): the development key from [`crate::keys`],
+//! followed by any keys the user set in that variable. Every build also
+//! passes `ROOTSTOCK_GRAFTS_DIR`, the directory of the compiled grafts, for
+//! images that embed them (`graftbench`); those grafts are compiled first.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,6 +39,84 @@ pub fn elf_path(name: &str, release: bool, target_dir: Option<&std::path::Path>)
         .join(name)
 }
 
+/// Environment variable carrying the keys an image trusts into its build.
+pub const KEYS_ENV: &str = "ROOTSTOCK_GRAFT_KEYS";
+
+/// Environment variable naming the directory of compiled graft modules
+/// (absolute), for images that embed them with `include_bytes!`.
+pub const GRAFTS_ENV: &str = "ROOTSTOCK_GRAFTS_DIR";
+
+/// Whether `image` embeds the sample grafts (they are compiled first).
+pub fn needs_grafts(image: &str) -> bool {
+    image == "graftbench"
+}
+
+/// Compiles the grafts for an image build and returns their directory:
+/// `target/grafts/`, or `<target_dir>/grafts/` for a separate target dir.
+fn build_grafts(target_dir: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    match target_dir {
+        None => {
+            crate::grafts::build_modules(true)?;
+            Ok(crate::root().join("target/grafts"))
+        }
+        Some(dir) => {
+            let dir = std::path::absolute(dir)?;
+            crate::grafts::build_into(&dir.join("grafts"), Some(&dir))?;
+            Ok(dir.join("grafts"))
+        }
+    }
+}
+
+/// The graft control port inside the guest, for images that take grafts
+/// over the network (`echo` stays the smallest networked image: no graft
+/// runtime; `schedtest` takes grafts on its serial console).
+pub fn control_port(image: &str) -> Option<u16> {
+    match image {
+        "http" | "kv" => Some(7070),
+        _ => None,
+    }
+}
+
+/// The value of `ROOTSTOCK_GRAFT_KEYS` for an image build: the development
+/// public key, then the user's keys if the variable is set. When the
+/// development key cannot be made this warns and the image trusts only the
+/// user's keys (or none: it then refuses every graft, and still builds).
+/// For anyone building images with their own cargo command.
+pub fn trusted_keys() -> Option<String> {
+    let dev = match crate::keys::public_hex() {
+        Ok(hex) => Some(hex),
+        Err(error) => {
+            eprintln!(
+                "build: warning: no development graft key ({error:#}); \
+                 the image will not accept grafts signed by `cargo xtask graft`"
+            );
+            None
+        }
+    };
+    merge_keys(dev.as_deref(), std::env::var(KEYS_ENV).ok().as_deref())
+}
+
+/// `dev` first, then the user's list (without repeating `dev`).
+fn merge_keys(dev: Option<&str>, user: Option<&str>) -> Option<String> {
+    let user = user.map(str::trim).filter(|u| !u.is_empty());
+    match (dev, user) {
+        (Some(dev), Some(user)) => {
+            let theirs: Vec<&str> = user
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|k| !k.is_empty() && !k.eq_ignore_ascii_case(dev))
+                .collect();
+            Some(
+                std::iter::once(dev)
+                    .chain(theirs)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        }
+        (Some(dev), None) => Some(dev.to_string()),
+        (None, user) => user.map(str::to_string),
+    }
+}
+
 /// Builds `names` (all at once) and returns their ELF paths.
 pub fn build(
     names: &[String],
@@ -47,9 +132,15 @@ pub fn build(
             );
         }
     }
+    let grafts = if names.iter().any(|n| needs_grafts(n)) {
+        build_grafts(target_dir)?
+    } else {
+        crate::root().join("target/grafts")
+    };
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
         .current_dir(crate::root())
+        .env(GRAFTS_ENV, &grafts)
         .args(["build", "--target", TARGET]);
     if release {
         cargo.arg("--release");
@@ -59,6 +150,9 @@ pub fn build(
     }
     for name in names {
         cargo.args(["-p", name]);
+    }
+    if let Some(keys) = trusted_keys() {
+        cargo.env(KEYS_ENV, keys);
     }
     let status = cargo.status().context("cannot run cargo")?;
     if !status.success() {
@@ -89,4 +183,32 @@ pub fn stripped_size(path: &std::path::Path) -> anyhow::Result<u64> {
     let size = std::fs::metadata(&out)?.len();
     let _ = std::fs::remove_file(&out);
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_key_comes_first_and_user_keys_are_appended() {
+        let dev = "a".repeat(64);
+        let theirs = "b".repeat(64);
+        assert_eq!(merge_keys(Some(&dev), None), Some(dev.clone()));
+        assert_eq!(
+            merge_keys(Some(&dev), Some(&format!(" {theirs}, {dev} "))),
+            Some(format!("{dev},{theirs}"))
+        );
+        assert_eq!(merge_keys(None, Some(&theirs)), Some(theirs.clone()));
+        assert_eq!(merge_keys(None, Some("  ")), None);
+        assert_eq!(merge_keys(Some(&dev), Some("")), Some(dev));
+    }
+
+    #[test]
+    fn grafted_network_images_have_a_control_port() {
+        for image in ["http", "kv"] {
+            assert_eq!(control_port(image), Some(7070));
+        }
+        assert_eq!(control_port("hello"), None);
+        assert_eq!(control_port("echo"), None);
+    }
 }

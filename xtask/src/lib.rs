@@ -1,10 +1,15 @@
 //! Rootstock's tooling as a library: what `cargo xtask` does, reusable by
 //! the integration tests in `tests/` (building images, launching QEMU with
-//! the same configuration, decoding exit statuses).
+//! the same configuration, decoding exit statuses, signing grafts with the
+//! development key and talking to an image's graft control channel).
 
 pub mod bench;
+pub mod graft_cli;
+pub mod graft_client;
+pub mod graft_view;
 pub mod grafts;
 pub mod images;
+pub mod keys;
 pub mod qemu;
 pub mod setup;
 

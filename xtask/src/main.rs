@@ -51,6 +51,10 @@ enum Cmd {
         /// Attach a raw disk image (created, 64 MiB, on first use).
         #[arg(long)]
         disk: Option<PathBuf>,
+        /// Do not forward the graft control port (host 7070 → guest 7070 for
+        /// http, echo and kv, unless -p forwards guest port 7070 already).
+        #[arg(long)]
+        no_control: bool,
     },
     /// Run every test: host unit tests and the integration tests that boot images.
     Test,
@@ -70,6 +74,14 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
+    /// Manage the grafts in a running image (load, replace, unload, list, stats, log, key).
+    ///
+    /// Modules are signed with the development key (target/graft-keys/dev.key,
+    /// or $ROOTSTOCK_GRAFT_KEY), which every image built by xtask trusts. The
+    /// image is reached at 127.0.0.1:7070 (`cargo xtask run` forwards it), or
+    /// --addr, or $ROOTSTOCK_CONTROL. `load` grants
+    /// "context,maps,counters,time,log" unless --grant says otherwise.
+    Graft(xtask::graft_cli::GraftArgs),
 }
 
 fn parse_forward(text: &str) -> Result<(u16, u16), String> {
@@ -120,6 +132,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             append,
             publish,
             disk,
+            no_control,
         } => {
             setup::tools(&["qemu-system-x86_64"])?;
             let elf = build(&image, release)?;
@@ -128,16 +141,8 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             if let Some(disk) = &disk
                 && !disk.exists()
             {
-                setup::tools(&["qemu-img"])?;
-                let status = Command::new("qemu-img")
-                    .args(["create", "-q", "-f", "raw"])
-                    .arg(disk)
-                    .arg("64M")
-                    .status()
-                    .context("cannot run qemu-img")?;
-                if !status.success() {
-                    bail!("could not create disk image {}", disk.display());
-                }
+                xtask::qemu::create_disk(disk, 64 << 20)
+                    .with_context(|| format!("could not create disk image {}", disk.display()))?;
                 eprintln!("run: created disk {} (64 MiB)", disk.display());
             }
             let mut qemu = Qemu::new(&elf);
@@ -145,6 +150,13 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             qemu.memory = mem;
             qemu.append = append;
             qemu.forwards = publish.clone();
+            let control = xtask::graft_cli::plan_control(
+                &image,
+                &publish,
+                no_control,
+                xtask::graft_cli::host_port_free,
+            );
+            qemu.forwards.extend(control.forward);
             qemu.disk = disk;
             qemu.gdb = gdb;
             if gdb {
@@ -155,6 +167,9 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             }
             for (host, guest) in &publish {
                 eprintln!("run: guest port {guest} at http://localhost:{host}/");
+            }
+            if let Some(note) = control.note {
+                eprintln!("{note}");
             }
             let status = qemu
                 .command()?
@@ -169,10 +184,10 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Test => {
             setup::all()?;
             let all = images::all()?;
-            eprintln!("test: [1/3] building images: {}", all.join(", "));
-            images::build(&all, false, None)?;
-            eprintln!("test: [2/3] building grafts to WebAssembly");
+            eprintln!("test: [1/3] building grafts to WebAssembly");
             xtask::grafts::build_modules(true)?;
+            eprintln!("test: [2/3] building images: {}", all.join(", "));
+            images::build(&all, false, None)?;
             eprintln!(
                 "test: [3/3] cargo test --workspace (host unit tests, then QEMU integration tests)"
             );
@@ -190,13 +205,14 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                 match what {
                     What::Size => size::run()?,
                     What::Boot => boot::run(runs.max(1), accel)?,
-                    What::Grafts => xtask::grafts::bench()?,
+                    What::Grafts => xtask::grafts::bench(accel)?,
                     What::Net => xtask::bench::net::run(accel)?,
                     What::Kv => xtask::bench::kv::run(runs.clamp(1, 3), accel)?,
                 }
             }
             Ok(0)
         }
+        Cmd::Graft(args) => xtask::graft_cli::run(args),
         Cmd::Grafts { release } => {
             for module in xtask::grafts::build_modules(release)? {
                 println!("{}", module.display());

@@ -37,6 +37,18 @@ impl Accel {
     }
 }
 
+/// Creates (or truncates to) an empty raw disk image of `bytes` bytes: a
+/// sparse file, which is all a raw image is. No `qemu-img` needed: Debian's
+/// QEMU 7.2 conflicts with the newer qemu-utils some machines carry, and
+/// installing one removes the other.
+pub fn create_disk(path: &Path, bytes: u64) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::File::create(path)?;
+    file.set_len(bytes)
+}
+
 /// Whether the host has hardware KVM (not a software-nested one).
 pub fn hardware_kvm() -> bool {
     let module =

@@ -9,9 +9,8 @@ use anyhow::{Context, bail};
 pub const TARGETS: [&str; 2] = ["x86_64-unknown-none", "wasm32-unknown-unknown"];
 
 /// Tools the subcommands need, with the Debian package that provides each.
-pub const TOOLS: [(&str, &str); 6] = [
+pub const TOOLS: [(&str, &str); 5] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
-    ("qemu-img", "qemu-utils"),
     ("curl", "curl"),
     ("wrk", "wrk"),
     ("redis-cli", "redis-tools"),

@@ -67,7 +67,7 @@ fn samples() -> Vec<Sample> {
         .flat_map(|b| b.to_le_bytes())
         .collect();
     let mut cipher_block = vec![7u8; 4096];
-    let mut cipher_point = PointSpec::replace("storage.filter", &[ValType::I64], &[ValType::I32]);
+    let mut cipher_point = PointSpec::replace("cache.filter", &[ValType::I64], &[ValType::I32]);
     cipher_point.fuel = 5_000_000;
     let mut last_group = 255u8;
     vec![

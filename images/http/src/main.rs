@@ -2,7 +2,9 @@
 //! for the protocol) on virtio-net.
 //!
 //! Kernel command line settings (all optional):
-//! - `port=N` (default 80);
+//! - `port=N` or `port=N,M,…` (default 80; the same site on each port);
+//! - `block=N,…`: the compiled-in packet filter drops TCP to these ports;
+//! - `control=PORT|off`: the graft control channel (default 7070);
 //! - `idle=SECONDS`: idle keep-alive connections close after this (15);
 //! - `ip=dhcp`, `ip=A.B.C.D/N`, `gw=A.B.C.D`: see `net::Config`.
 //!
@@ -17,15 +19,22 @@ unikernel::image!(main: main);
 
 #[cfg(target_os = "none")]
 async fn main() -> i32 {
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+    use graft_host::rx::GraftRx;
     use http::{Server, ServerConfig};
     use unikernel::println;
     use unikernel::time::Duration;
 
-    fn setting<T: core::str::FromStr>(cmdline: &str, key: &str) -> Option<Result<T, T::Err>> {
+    fn setting<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         cmdline
             .split_ascii_whitespace()
             .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
-            .map(str::parse)
+    }
+    fn ports(list: &str) -> Option<Vec<u16>> {
+        list.split(',')
+            .map(|p| p.parse::<u16>().ok().filter(|&p| p != 0))
+            .collect()
     }
 
     let cmdline = unikernel::cmdline();
@@ -37,15 +46,16 @@ async fn main() -> i32 {
         }
     };
     let mut config = ServerConfig::default();
-    match setting::<u16>(cmdline, "port") {
-        None => {}
-        Some(Ok(port)) if port != 0 => config.port = port,
+    let listen = match setting(cmdline, "port").map(ports) {
+        None => alloc::vec![config.port],
+        Some(Some(list)) if !list.is_empty() => list,
         Some(_) => {
-            println!("http: bad port= value");
+            println!("http: bad port= value (a port, or ports separated by commas)");
             return 2;
         }
-    }
-    match setting::<u64>(cmdline, "idle") {
+    };
+    config.port = listen[0];
+    match setting(cmdline, "idle").map(str::parse::<u64>) {
         None => {}
         Some(Ok(seconds)) if seconds > 0 => config.idle_timeout = Duration::from_secs(seconds),
         Some(_) => {
@@ -53,7 +63,34 @@ async fn main() -> i32 {
             return 2;
         }
     }
-    let stack = match net::open::<net::PassAll>(net_config) {
+    let blocked = match setting(cmdline, "block").map(ports) {
+        None => Vec::new(),
+        Some(Some(list)) => list,
+        Some(None) => {
+            println!("http: bad block= value (ports separated by commas)");
+            return 2;
+        }
+    };
+    let control = match graft_host::serve::control_port(cmdline) {
+        Ok(control) => control,
+        Err(e) => {
+            println!("http: {e}");
+            return 2;
+        }
+    };
+
+    // Grafts: the receive path (`net.rx`, in front of the compiled-in
+    // `block=` filter) and the request event (`http.request`).
+    let grafts = graft_host::serve::host();
+    let declared = GraftRx::new(&grafts, net::DropPorts::new(blocked)).and_then(|rx| {
+        let event = graft_host::app::Event::declare(&grafts, graft_host::points::http_request())?;
+        Ok((rx, event))
+    });
+    let Ok((rx, request_event)) = declared else {
+        println!("http: cannot declare the graft points");
+        return 3;
+    };
+    let stack = match net::open_with(net_config, rx) {
         Ok(stack) => stack,
         Err(e) => {
             println!("http: no network device: {e:?}");
@@ -61,7 +98,34 @@ async fn main() -> i32 {
         }
     };
     let address = stack.wait_for_address().await;
-    let server = Server::new(stack, config);
+    if let Some(port) = control
+        && let Err(e) = graft_host::serve::spawn_tcp(&grafts, &stack, port)
+    {
+        println!("http: cannot listen for graft control on port {port}: {e:?}");
+        return 3;
+    }
+    let hook = move |method: http::request::Method, target: &str| {
+        let status = request_event.raise(|| {
+            let method: &[u8] = match method {
+                http::request::Method::Get => b"GET",
+                http::request::Method::Head => b"HEAD",
+            };
+            [method, b" ", target.as_bytes()].concat()
+        })?;
+        u16::try_from(status).ok()
+    };
+    let server = Server::with_hook(stack, config, Some(Box::new(hook)));
+    for &port in &listen[1..] {
+        match server.listen_on(port) {
+            Ok(serving) => {
+                unikernel::task::spawn(serving);
+            }
+            Err(e) => {
+                println!("http: cannot listen on port {port}: {e:?}");
+                return 3;
+            }
+        }
+    }
     let serving = match server.listen() {
         Ok(serving) => serving,
         Err(e) => {
@@ -69,7 +133,9 @@ async fn main() -> i32 {
             return 3;
         }
     };
-    println!("http: serving on http://{address}:{}/", config.port);
+    for port in &listen {
+        println!("http: serving on http://{address}:{port}/");
+    }
     serving.await;
     0
 }

@@ -19,6 +19,8 @@ pub enum Status {
     PayloadTooLarge,
     HeaderFieldsTooLarge,
     ServiceUnavailable,
+    /// Any other status (100..=599), as an `http.request` graft chose it.
+    Other(u16),
 }
 
 impl Status {
@@ -32,6 +34,7 @@ impl Status {
             Status::PayloadTooLarge => 413,
             Status::HeaderFieldsTooLarge => 431,
             Status::ServiceUnavailable => 503,
+            Status::Other(code) => code,
         }
     }
 
@@ -45,6 +48,20 @@ impl Status {
             Status::PayloadTooLarge => "Content Too Large",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::ServiceUnavailable => "Service Unavailable",
+            Status::Other(code) => match code {
+                200 => "OK",
+                204 => "No Content",
+                301 => "Moved Permanently",
+                302 => "Found",
+                401 => "Unauthorized",
+                403 => "Forbidden",
+                410 => "Gone",
+                418 => "I'm a teapot",
+                429 => "Too Many Requests",
+                451 => "Unavailable For Legal Reasons",
+                500 => "Internal Server Error",
+                _ => "Status",
+            },
         }
     }
 }

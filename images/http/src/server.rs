@@ -7,6 +7,7 @@
 //! past the idle time-out (or, mid-request, past the request time-out,
 //! with a 408).
 
+use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
@@ -16,7 +17,7 @@ use net::{BindError, ReadError, Stack, TcpListener, TcpOptions, TcpStream};
 use unikernel::task;
 use unikernel::time::{Duration, Instant};
 
-use crate::request::{self, Limits, Parsed};
+use crate::request::{self, Limits, Method, Parsed};
 use crate::response::{Response, Status, route, sends_body};
 use crate::stats::Stats;
 
@@ -52,19 +53,31 @@ impl Default for ServerConfig {
     }
 }
 
+/// Called before a request is routed, with its method and target: `Some`
+/// status answers the request with that status instead (the image's
+/// `http.request` event, where grafts attach).
+pub type RequestHook = Box<dyn Fn(Method, &str) -> Option<u16>>;
+
 /// An HTTP server on a network stack.
 pub struct Server {
     config: ServerConfig,
     stack: Stack,
     stats: Stats,
+    hook: Option<RequestHook>,
 }
 
 impl Server {
     pub fn new(stack: Stack, config: ServerConfig) -> Rc<Server> {
+        Server::with_hook(stack, config, None)
+    }
+
+    /// A server whose requests first go through `hook`.
+    pub fn with_hook(stack: Stack, config: ServerConfig, hook: Option<RequestHook>) -> Rc<Server> {
         Rc::new(Server {
             config,
             stack,
             stats: Stats::default(),
+            hook,
         })
     }
 
@@ -77,7 +90,15 @@ impl Server {
     pub fn listen(
         self: &Rc<Self>,
     ) -> Result<impl core::future::Future<Output = ()> + 'static, BindError> {
-        let listener = TcpListener::bind(&self.stack, self.config.port, self.config.tcp)?;
+        self.listen_on(self.config.port)
+    }
+
+    /// [`Server::listen`] on another port (the same site on each).
+    pub fn listen_on(
+        self: &Rc<Self>,
+        port: u16,
+    ) -> Result<impl core::future::Future<Output = ()> + 'static, BindError> {
+        let listener = TcpListener::bind(&self.stack, port, self.config.tcp)?;
         let server = self.clone();
         Ok(async move { server.accept_loop(listener).await })
     }
@@ -198,7 +219,14 @@ impl Server {
                     return;
                 }
                 Parsed::Request(request) => {
-                    let response = route(&request, || self.stats_json());
+                    let hooked = self
+                        .hook
+                        .as_ref()
+                        .and_then(|hook| hook(request.method, request.target));
+                    let response = match hooked {
+                        Some(code) => Response::error(Status::Other(code)),
+                        None => route(&request, || self.stats_json()),
+                    };
                     let body_here = (filled - request.head_len).min(request.body_len);
                     (
                         response,

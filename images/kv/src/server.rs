@@ -7,7 +7,17 @@
 //! - `flush=S`: also write dirty blocks back every S seconds (default 0:
 //!   only on eviction, `SAVE`, `SHUTDOWN` and recovery — Rio's promise
 //!   needs no more);
+//! - `control=PORT|off`: the graft control channel (default 7070), where
+//!   grafts can be loaded on the cache's `cache.evict` and
+//!   `cache.readahead` points while the server runs;
 //! - `ip=…`, `gw=…`: see `net::Config`.
+//!
+//! The cache's block filter is not a graft point here: a filter defines
+//! what the disk holds, and a graft loaded at run time is gone after a
+//! warm reboot, before recovery writes the dirty blocks back — so a graft
+//! there could leave the disk half in one format, half in another.
+//! Eviction and read-ahead only decide what is cached, never what is
+//! stored: any graft, or none, leaves the data intact.
 //!
 //! When serving it prints `kv: ready on ADDRESS:PORT` after a line that
 //! says what recovery found and how long it took.
@@ -19,12 +29,15 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use graft_host::storage::{GraftEviction, GraftReadAhead};
 use net::{Config, PassAll, TcpListener, TcpOptions, TcpStream};
 use unikernel::block::BlockDevice;
 use unikernel::println;
 use unikernel::rio;
 use unikernel::rio::ProtectedRegion;
-use unikernel::storage::{BlockCache, Durability, Lru, Plain, Recovery, Sequential, Start};
+use unikernel::storage::{
+    BlockCache, Durability, Lru, Plain, Policies, Recovery, Sequential, Start,
+};
 use unikernel::task;
 use unikernel::time::Duration;
 
@@ -36,8 +49,15 @@ use crate::log::LogError;
 use crate::resp::{self, Reply};
 
 /// The cache this image uses: in the Rio region, over the disk; LRU
-/// eviction, sequential read-ahead, no filter (the compiled-in defaults).
-type Cache = BlockCache<&'static ProtectedRegion, Disk, Lru, Sequential, Plain>;
+/// eviction and sequential read-ahead, each replaceable by a graft
+/// (`cache.evict`, `cache.readahead`), and no filter.
+type Cache = BlockCache<
+    &'static ProtectedRegion,
+    Disk,
+    GraftEviction<Lru>,
+    GraftReadAhead<Sequential>,
+    Plain,
+>;
 
 /// Blocks of the RAM disk used when the VM has no disk (4 MiB).
 const RAM_DISK_BLOCKS: usize = 8192;
@@ -80,20 +100,40 @@ pub async fn run() -> i32 {
         println!("kv: bad command line: {cmdline}");
         return 2;
     };
+    let control = match graft_host::serve::control_port(cmdline) {
+        Ok(control) => control,
+        Err(error) => {
+            println!("kv: {error}");
+            return 2;
+        }
+    };
     let Some(region) = rio::region() else {
         println!("kv: no Rio region");
         return 3;
     };
+    let grafts = graft_host::serve::host();
+    let policies = GraftEviction::new(&grafts, Lru::default()).and_then(|eviction| {
+        Ok(Policies {
+            eviction,
+            readahead: GraftReadAhead::new(&grafts, Sequential::default())?,
+            filter: Plain,
+        })
+    });
+    let Ok(policies) = policies else {
+        println!("kv: cannot declare the cache's graft points");
+        return 3;
+    };
     let start = unikernel::time::now();
     let opened = match BlockDevice::open() {
-        Some(disk) => Cache::open(region, Disk::Virtio(disk), mode).await,
+        Some(disk) => Cache::open_with(region, Disk::Virtio(disk), mode, policies).await,
         None => {
             println!(
                 "kv: no virtio-blk disk: logging to a 4 MiB RAM disk, nothing will outlive \
                  this VM (run with --disk PATH to keep the data)"
             );
             let disk = Disk::Ram(RamDisk::new(RAM_DISK_BLOCKS));
-            Cache::create(region, disk, mode).map(|cache| (cache, Recovery::default()))
+            Cache::create_with(region, disk, mode, policies)
+                .map(|cache| (cache, Recovery::default()))
         }
     };
     let (cache, recovery) = match opened {
@@ -172,6 +212,12 @@ pub async fn run() -> i32 {
             return 3;
         }
     };
+    if let Some(control) = control
+        && let Err(error) = graft_host::serve::spawn_tcp(&grafts, &stack, control)
+    {
+        println!("kv: cannot listen for graft control on port {control}: {error:?}");
+        return 3;
+    }
     let mut db = db;
     db.set_info(boot, storage_info);
     let shared = Rc::new(Exclusive::new(db));

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test file uses its own part of this.
 
+pub mod control;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,13 +53,7 @@ pub fn fresh_disk(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.img"));
     let _ = std::fs::remove_file(&path);
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "raw"])
-        .arg(&path)
-        .arg("64M")
-        .status()
-        .expect("cannot run qemu-img");
-    assert!(status.success());
+    xtask::qemu::create_disk(&path, 64 << 20).expect("cannot create the disk image");
     path
 }
 

@@ -47,3 +47,46 @@ pub fn write_emergency(bytes: &[u8]) {
         None => open().send_bytes_exact(bytes),
     }
 }
+
+/// Reads what COM1 has received, without waiting; 0 when nothing is there.
+pub fn receive(buffer: &mut [u8]) -> usize {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        PORT.lock()
+            .as_mut()
+            .map_or(0, |uart| uart.receive_bytes(buffer))
+    })
+}
+
+/// COM1's input as something a task can await (the serial console's
+/// receive side: ISA IRQ 4, routed through the I/O APIC).
+pub struct SerialInput {
+    line: super::irq::IrqLine,
+}
+
+impl SerialInput {
+    /// Claims COM1's interrupt and enables the data-ready interrupt.
+    pub fn open() -> Result<SerialInput, super::irq::IrqError> {
+        let line = super::irq::IrqLine::claim(COM1_GSI)?;
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            if let Some(uart) = PORT.lock().as_mut() {
+                uart.enable_interrupts(uart_16550::spec::registers::IER::DATA_READY);
+            }
+        });
+        Ok(SerialInput { line })
+    }
+
+    /// Waits until at least one byte has arrived and reads what there is
+    /// (at most `buffer.len()` bytes).
+    pub async fn read(&self, buffer: &mut [u8]) -> usize {
+        loop {
+            let n = receive(buffer);
+            if n > 0 || buffer.is_empty() {
+                return n;
+            }
+            self.line.wait().await;
+        }
+    }
+}
+
+/// COM1's interrupt line (ISA IRQ 4, identity-mapped to a GSI on microvm).
+const COM1_GSI: u32 = 4;

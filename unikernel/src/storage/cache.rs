@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 use super::device::{BLOCK, Block, BlockDev, CacheMemory, DeviceError};
 use super::eviction::EvictionPolicy;
 use super::filter::BlockFilter;
-use super::readahead::ReadAhead;
+use super::readahead::{ReadAhead, Window};
 use super::registry::{Geometry, SlotState};
 
 /// When a write is acknowledged.
@@ -154,6 +154,19 @@ where
     pub fn eviction_mut(&mut self) -> &mut E {
         &mut self.eviction
     }
+    pub fn eviction(&self) -> &E {
+        &self.eviction
+    }
+    /// The read-ahead policy.
+    pub fn readahead_mut(&mut self) -> &mut R {
+        &mut self.readahead
+    }
+    /// The block filter. Changing what it does changes the meaning of
+    /// what is on the disk: a filter is chosen before the cache opens
+    /// ([`BlockCache::open_with`]), so recovery writes back through it.
+    pub fn filter_mut(&mut self) -> &mut F {
+        &mut self.filter
+    }
     pub fn capacity_blocks(&self) -> u64 {
         self.disk.capacity_blocks()
     }
@@ -191,14 +204,16 @@ where
             self.stats.hits += 1;
             out.copy_from_slice(self.data(slot));
             self.eviction.touched(slot, block);
-            self.readahead.on_hit(block);
+            if let Some(window) = self.readahead.on_hit(block) {
+                self.prefetch(window).await;
+            }
             return Ok(());
         }
         self.stats.misses += 1;
         let mut window = self.readahead.on_miss(block);
         // The policy proposes; the cache bounds it.
         let end = self.disk.capacity_blocks();
-        let most = (D::MAX_BLOCKS as u64).min(u64::from(self.geometry.slots / 4).max(1));
+        let most = self.most_ahead();
         window.start = block;
         window.stride = window.stride.max(1);
         let fits = (end - block - 1) / u64::from(window.stride) + 1;
@@ -235,6 +250,41 @@ where
             }
         }
         Ok(())
+    }
+
+    /// The most blocks one read-ahead window may fetch: a request's worth,
+    /// and at most a quarter of the cache (read-ahead must not flush it).
+    fn most_ahead(&self) -> u64 {
+        (D::MAX_BLOCKS as u64).min(u64::from(self.geometry.slots / 4).max(1))
+    }
+
+    /// Fetches the blocks of `window` the cache does not hold: what a
+    /// read-ahead policy proposed on a hit. A guess, so its failure is no
+    /// error (and the hit it follows has already been served).
+    async fn prefetch(&mut self, window: Window) {
+        let end = self.disk.capacity_blocks();
+        let stride = u64::from(window.stride.max(1));
+        for i in 0..u64::from(window.count).min(self.most_ahead()) {
+            let Some(at) = i
+                .checked_mul(stride)
+                .and_then(|offset| window.start.checked_add(offset))
+                .filter(|&at| at < end)
+            else {
+                break;
+            };
+            if self.index.contains_key(&at) {
+                continue;
+            }
+            let mut data = [0u8; BLOCK];
+            if self.disk.read(at, &mut data).await.is_err() {
+                break;
+            }
+            self.stats.read_requests += 1;
+            self.filter.decode(at, &mut data);
+            if self.fetched(at, &data, true).await.is_err() {
+                break;
+            }
+        }
     }
 
     /// Enters a block just read from the disk (unless it is cached: the

@@ -70,6 +70,20 @@ impl Lru {
         self.next[slot as usize] = NIL;
     }
 
+    /// Occupied slots, least recently used first (the order a graft on
+    /// `cache.evict` sees its candidates in).
+    pub fn oldest(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut at = self.tail;
+        core::iter::from_fn(move || {
+            let slot = at;
+            if slot == NIL {
+                return None;
+            }
+            at = self.prev[slot as usize];
+            Some(slot)
+        })
+    }
+
     fn push_front(&mut self, slot: u32) {
         self.prev[slot as usize] = NIL;
         self.next[slot as usize] = self.head;
@@ -293,6 +307,7 @@ mod tests {
         assert_eq!(lru.victim(), Some(2));
         lru.moved(2, 1, 20);
         assert_eq!(lru.victim(), Some(0));
+        assert_eq!(lru.oldest().collect::<Vec<_>>(), [0, 1]);
         lru.removed(0);
         lru.removed(1);
         assert_eq!(lru.victim(), None);

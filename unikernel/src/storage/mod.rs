@@ -19,11 +19,13 @@
 //! the registry's magic and checksum.
 //!
 //! Three policy points, each a trait with a compiled-in default chosen per
-//! image as a type parameter (the scheduler's model; grafts will attach
-//! here): [`EvictionPolicy`] (default [`Lru`]; [`Clock`], [`KeepHot`]),
-//! [`ReadAhead`] (default [`Sequential`]; [`NoReadAhead`], [`Strided`]) and
-//! [`BlockFilter`] between the user's data and the disk (default [`Plain`];
-//! the encryption sample graft goes here).
+//! image as a type parameter (the scheduler's model): [`EvictionPolicy`]
+//! (default [`Lru`]; [`Clock`], [`KeepHot`]), [`ReadAhead`] (default
+//! [`Sequential`]; [`NoReadAhead`], [`Strided`]) and [`BlockFilter`]
+//! between the user's data and the disk (default [`Plain`]). Grafts take
+//! them as the graft points `cache.evict`, `cache.readahead` and
+//! `cache.filter` through the wrappers in `graft_host::storage`, which are
+//! policies themselves ([`BlockCache::open_with`] takes them).
 //!
 //! Everything here is portable: the cache is generic over its memory
 //! ([`CacheMemory`]) and disk ([`BlockDev`]), and the host tests run it on
@@ -54,7 +56,7 @@ pub use device::{BLOCK, Block, BlockDev, CacheMemory, DeviceError};
 pub use eviction::{Clock, EvictionPolicy, KeepHot, Lru};
 pub use filter::{BlockFilter, Plain};
 pub use readahead::{NoReadAhead, ReadAhead, Sequential, Strided, Window};
-pub use recovery::{FormatReason, OpenError, Recovery, Start};
+pub use recovery::{FormatReason, OpenError, Policies, Recovery, Start};
 
 /// The cache as an image uses it: the Rio region over the virtio-blk disk.
 #[cfg(target_os = "none")]

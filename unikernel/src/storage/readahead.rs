@@ -7,7 +7,10 @@
 //! a type parameter of the cache. A policy only proposes a [`Window`]; the
 //! cache clamps it (to the disk, to its request size, to a share of its
 //! slots) and never lets read-ahead replace a cached block, so no answer can
-//! make the cache return wrong data — only fetch more or less.
+//! make the cache return wrong data — only fetch more or less. A policy is
+//! asked on every miss ([`ReadAhead::on_miss`]) and told of every hit
+//! ([`ReadAhead::on_hit`], where it may also propose blocks to fetch: a
+//! policy that follows a pattern keeps ahead of it even while it hits).
 
 /// Blocks to fetch: `count` blocks from `start`, `stride` apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +38,12 @@ pub trait ReadAhead: Default {
     /// A read of `block` missed. The window's first block must be `block`
     /// (the cache enforces it).
     fn on_miss(&mut self, block: u64) -> Window;
-    /// A read of `block` hit the cache.
-    fn on_hit(&mut self, _block: u64) {}
+    /// A read of `block` hit the cache. The policy may name blocks to
+    /// fetch now, ahead of their use (the next of a pattern it follows);
+    /// the cache fetches those of them it does not hold. None by default.
+    fn on_hit(&mut self, _block: u64) -> Option<Window> {
+        None
+    }
 }
 
 /// No read-ahead: fetch exactly what was asked for.

@@ -60,6 +60,14 @@ pub struct Recovery {
     pub lost_dirty: u32,
 }
 
+/// The three policies a cache is opened with (each a policy point).
+#[derive(Default)]
+pub struct Policies<E, R, F> {
+    pub eviction: E,
+    pub readahead: R,
+    pub filter: F,
+}
+
 /// Why the cache could not be opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenError {
@@ -87,9 +95,23 @@ where
     F: BlockFilter,
 {
     /// Opens the cache that lives in `memory` for `disk`: recovers it if
-    /// `memory` holds a registry for this disk, formats it otherwise.
+    /// `memory` holds a registry for this disk, formats it otherwise. The
+    /// policies are their defaults.
     pub async fn open(memory: M, disk: D, mode: Durability) -> Result<(Self, Recovery), OpenError> {
-        let mut cache = Self::new(memory, disk, mode)?;
+        Self::open_with(memory, disk, mode, Policies::default()).await
+    }
+
+    /// [`BlockCache::open`] with the policies given (for policies that need
+    /// more than their `Default`, such as graft-backed ones holding their
+    /// graft host): recovery already runs with them — in particular, dirty
+    /// blocks are written back through `policies.filter`.
+    pub async fn open_with(
+        memory: M,
+        disk: D,
+        mode: Durability,
+        policies: Policies<E, R, F>,
+    ) -> Result<(Self, Recovery), OpenError> {
+        let mut cache = Self::new(memory, disk, mode, policies)?;
         let header_bytes: &[u8; HEADER_LEN] = cache.memory.bytes()[..HEADER_LEN]
             .try_into()
             .expect("header");
@@ -117,7 +139,17 @@ where
     /// A cache in `memory` for `disk`, formatted whatever `memory` holds:
     /// for a disk that does not outlive the boot (nothing to recover).
     pub fn create(memory: M, disk: D, mode: Durability) -> Result<Self, OpenError> {
-        let mut cache = Self::new(memory, disk, mode)?;
+        Self::create_with(memory, disk, mode, Policies::default())
+    }
+
+    /// [`BlockCache::create`] with the policies given.
+    pub fn create_with(
+        memory: M,
+        disk: D,
+        mode: Durability,
+        policies: Policies<E, R, F>,
+    ) -> Result<Self, OpenError> {
+        let mut cache = Self::new(memory, disk, mode, policies)?;
         let header: &[u8; HEADER_LEN] = cache.memory.bytes()[..HEADER_LEN]
             .try_into()
             .expect("header");
@@ -126,16 +158,25 @@ where
         Ok(cache)
     }
 
-    fn new(memory: M, disk: D, mode: Durability) -> Result<Self, OpenError> {
+    fn new(
+        memory: M,
+        disk: D,
+        mode: Durability,
+        policies: Policies<E, R, F>,
+    ) -> Result<Self, OpenError> {
         let geometry = Geometry::for_len(memory.len()).ok_or(OpenError::TooSmall)?;
-        let mut eviction = E::default();
+        let Policies {
+            mut eviction,
+            readahead,
+            filter,
+        } = policies;
         eviction.reset(geometry.slots);
         Ok(BlockCache {
             memory,
             disk,
             eviction,
-            readahead: R::default(),
-            filter: F::default(),
+            readahead,
+            filter,
             geometry,
             mode,
             slots: vec![Slot::EMPTY; geometry.slots as usize],

@@ -202,6 +202,13 @@ impl MemMemory {
         MemMemory::from_bytes(vec![0; len], clock)
     }
 
+    /// Memory for a cache of exactly `slots` slots (registry, alignment
+    /// and data; see [`super::registry::Geometry`]).
+    pub fn for_slots(slots: usize, clock: CrashClock) -> MemMemory {
+        let entries = super::registry::HEADER_LEN + slots * super::registry::ENTRY_LEN;
+        MemMemory::new(entries.next_multiple_of(4096) + slots * BLOCK, clock)
+    }
+
     /// Memory that holds what a previous boot left.
     pub fn from_bytes(bytes: Vec<u8>, clock: CrashClock) -> MemMemory {
         MemMemory {

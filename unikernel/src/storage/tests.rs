@@ -345,3 +345,48 @@ fn create_formats_whatever_the_memory_holds() {
     assert_eq!(fresh.dirty_blocks(), 0);
     assert_eq!(read(&mut fresh, 1), [0; BLOCK]);
 }
+
+/// Proposes the next block on every hit (a policy that keeps ahead of a
+/// reader while it hits).
+#[derive(Default)]
+struct NextOnHit;
+
+impl ReadAhead for NextOnHit {
+    const NAME: &'static str = "next-on-hit";
+    fn on_miss(&mut self, block: u64) -> Window {
+        Window {
+            start: block,
+            count: 2,
+            stride: 1,
+        }
+    }
+    fn on_hit(&mut self, block: u64) -> Option<Window> {
+        Some(Window::single(block + 1))
+    }
+}
+
+#[test]
+fn read_ahead_proposed_on_a_hit_is_fetched_and_its_failure_is_no_error() {
+    let clock = CrashClock::new();
+    let disk = MemDisk::new(64, clock.clone());
+    let (mut cache, _): (Cache<Lru, NextOnHit>, _) =
+        open(memory_for(16, &clock), &disk, Durability::Rio);
+    for block in 0..10 {
+        let _ = read(&mut cache, block);
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.hits), (1, 9), "{stats:?}");
+    assert_eq!(stats.blocks_read, 11);
+    assert_eq!(stats.prefetched, 10);
+    // Past the end of the disk, or with the disk failing: the hit is served.
+    let _ = read(&mut cache, 63);
+    assert_eq!(read(&mut cache, 63), [0; BLOCK]);
+    assert!(!cache.contains(11));
+    disk.set_failing(true);
+    let _ = read(&mut cache, 10);
+    assert_eq!(cache.stats().hits, 11);
+    assert!(
+        !cache.contains(11),
+        "the failed prefetch left nothing behind"
+    );
+}

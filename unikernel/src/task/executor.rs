@@ -41,6 +41,7 @@ pub(crate) type BoxedTask = Pin<Box<dyn Future<Output = ()> + 'static>>;
 pub(crate) struct NewTask {
     pub future: BoxedTask,
     pub priority: u8,
+    pub group: u8,
     pub name: &'static str,
 }
 
@@ -142,6 +143,7 @@ impl<P: SchedPolicy> Executor<P> {
             let meta = TaskMeta {
                 id,
                 priority: new.priority,
+                group: new.group,
                 seq: 0,
                 name: new.name,
             };

@@ -72,6 +72,7 @@ pub fn current_time() -> Instant {
 pub struct Builder {
     name: &'static str,
     priority: u8,
+    group: u8,
 }
 
 impl Default for Builder {
@@ -86,6 +87,7 @@ impl Builder {
         Builder {
             name: "task",
             priority: 0,
+            group: 0,
         }
     }
 
@@ -96,6 +98,12 @@ impl Builder {
     /// Used by priority policies; higher runs first.
     pub const fn priority(self, priority: u8) -> Builder {
         Builder { priority, ..self }
+    }
+
+    /// The task's group, for group scheduling (a graft may serve groups in
+    /// turn so that one busy group cannot starve another); default 0.
+    pub const fn group(self, group: u8) -> Builder {
+        Builder { group, ..self }
     }
 
     /// Starts `future` as a task; its output is collected by the handle.
@@ -119,6 +127,7 @@ impl Builder {
         push_spawned(NewTask {
             future: Box::pin(task),
             priority: self.priority,
+            group: self.group,
             name: self.name,
         });
         JoinHandle { state }

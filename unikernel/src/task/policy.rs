@@ -20,6 +20,8 @@ pub struct TaskMeta {
     pub id: TaskId,
     /// Higher runs first under [`Priority`]; ignored by [`Fifo`].
     pub priority: u8,
+    /// The task's group (for group scheduling; policies may ignore it).
+    pub group: u8,
     /// Order in which the task became ready (monotonic per executor).
     pub seq: u64,
     pub name: &'static str,
@@ -199,6 +201,7 @@ mod tests {
 
     fn meta(n: u32, priority: u8) -> TaskMeta {
         TaskMeta {
+            group: 0,
             id: TaskId::new(n, 0),
             priority,
             seq: u64::from(n),
@@ -240,6 +243,7 @@ mod override_tests {
 
     fn meta(n: u32, priority: u8) -> TaskMeta {
         TaskMeta {
+            group: 0,
             id: TaskId::new(n, 0),
             priority,
             seq: u64::from(n),

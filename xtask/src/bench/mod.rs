@@ -6,6 +6,9 @@
 //! without failing the command on a miss. Every timing names its mode.
 
 pub mod boot;
+pub mod grafts_http;
+pub mod grafts_image;
+pub mod grafts_table;
 pub mod kv;
 pub mod linux;
 pub mod net;
@@ -21,7 +24,7 @@ pub enum What {
     Size,
     /// Launch → ready and guest entry → main, beside a Linux guest.
     Boot,
-    /// Graft overheads (host side, VINO's table).
+    /// Graft overheads (VINO's table on the host and in the image; HTTP with a filter graft).
     Grafts,
     /// TCP round trip and HTTP throughput beside a Linux guest and the host; RAM floor.
     Net,

@@ -3,7 +3,7 @@
 //! first) as context. It evicts the least recently used block that is not
 //! in the hot set `[0, HOT_BLOCKS)` (say, a file system's metadata); only if
 //! every candidate is hot does it fall back to plain LRU.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", target_os = "none"), no_std)]
 #![forbid(unsafe_code)]
 
 use graft_sdk::{context_len, context_read};

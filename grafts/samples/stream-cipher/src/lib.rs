@@ -1,9 +1,9 @@
-//! A stream-cipher filter for the `storage.filter` replace point:
+//! A stream-cipher filter for the `cache.filter` replace point:
 //! `graft_main(block) -> 0`, with the block's bytes as context, rewritten in
 //! place with a keystream derived from the key and the block number, so
 //! applying it twice restores the plaintext. The keystream generator
 //! (xorshift64*) shows the mechanism; it is not a secure cipher.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", target_os = "none"), no_std)]
 #![forbid(unsafe_code)]
 
 use graft_sdk::{context_len, context_read, context_write};

@@ -3,7 +3,7 @@
 //! block and stride (map 0) and, once the same stride repeats, prefetches
 //! the next block of the pattern — including non-sequential strides the
 //! default sequential read-ahead misses.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", target_os = "none"), no_std)]
 #![forbid(unsafe_code)]
 
 use graft_sdk::{map_get, map_put};

@@ -1,14 +1,19 @@
 //! `bench kv`: `redis-benchmark` (`-t set,get`, 50 clients, `-P 16` and
-//! `-P 1`) against the release `kv` image, side by side in one run with
+//! `-P 1`) against the release `kv` image (durability `rio`, and for
+//! comparison `durability=write-through`), side by side in one run with
 //! Debian's `redis-server` in a Linux guest on the same QEMU configuration
 //! and as a host process for scale; then the warm-reboot time (kernel
 //! panic → serving again, from the host) and the recovery of N MiB of
 //! dirty cache after a crash (the guest's own timing of verify + write
 //! back, and the host's panic → serving).
 //!
-//! For throughput the clients reach the guests through a host tap device
-//! (`rsbench0`, 10.0.3.1/24; the guest is 10.0.3.2), created on first use
-//! (root). QEMU's user network is the fallback when no tap can be made:
+//! Throughput runs are taken in turns — `kv`'s run 1, the Linux guest's,
+//! host redis's, then run 2 of each — with both VMs up throughout, so that
+//! whatever else the host does weighs on every system alike (an idle `kv`
+//! halts; an idle Linux guest costs its timer ticks). For throughput the
+//! clients reach the guests through host tap devices (`rsbench0`,
+//! 10.0.3.1/24, for `kv` at 10.0.3.2; `rsbench1`, 10.0.4.0/24, for Linux),
+//! created on first use (root). QEMU's user network is the fallback when no tap can be made:
 //! its forwarded ports accept with a listen backlog of 1, so a burst of 50
 //! connections sees SYN retransmissions of a second and more, which
 //! dominates short runs for every system alike. The crash measurements
@@ -46,8 +51,17 @@ const KV_READY: &str = "kv: ready on";
 #[derive(Debug, Default)]
 pub struct System {
     pub name: &'static str,
-    pub runs: Vec<(usize, Vec<(f64, f64)>)>,
+    pub runs: Vec<Depth>,
     pub errors: Vec<String>,
+}
+
+/// One pipeline depth's runs: requests per run and every run's (SET, GET)
+/// requests per second.
+#[derive(Debug)]
+pub struct Depth {
+    pub pipeline: usize,
+    pub requests: u64,
+    pub samples: Vec<(f64, f64)>,
 }
 
 /// One crash's recovery, as the guest and the host saw it.
@@ -68,26 +82,36 @@ pub struct Crash {
 /// How clients reach a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
-    /// The host tap device [`TAP`]: no address translation in between.
+    /// Host tap devices ([`TAPS`]), one per guest running at the same
+    /// time: no address translation in between.
     Tap,
     /// QEMU's user network with a forwarded port.
     User,
 }
 
-pub const TAP: &str = "rsbench0";
-const TAP_HOST: &str = "10.0.3.1/24";
-const TAP_GUEST: [u8; 4] = [10, 0, 3, 2];
+/// The tap devices: `rsbench0` (10.0.3.1/24, its guest 10.0.3.2) and
+/// `rsbench1` (10.0.4.1/24, 10.0.4.2), so that `kv` and the Linux guest
+/// can run side by side.
+pub const TAPS: [&str; 2] = ["rsbench0", "rsbench1"];
+
+/// The host's and the guest's address on tap `lane`.
+fn tap_addresses(lane: usize) -> (String, [u8; 4]) {
+    let net = 3 + lane as u8;
+    (format!("10.0.{net}.1/24"), [10, 0, net, 2])
+}
 
 impl Network {
     pub fn describe(self) -> &'static str {
         match self {
-            Network::Tap => "a host tap device (`-netdev tap`, 10.0.3.2 from the host's 10.0.3.1)",
+            Network::Tap => {
+                "host tap devices (`-netdev tap`; each guest 10.0.N.2 from the host's 10.0.N.1)"
+            }
             Network::User => "QEMU's user network (`-netdev user`, a host port forwarded)",
         }
     }
 }
 
-/// Creates (or finds) the tap device; `Network::User` if that fails.
+/// Creates (or finds) the tap devices; `Network::User` if that fails.
 fn choose_network() -> Network {
     let ip = |args: &[&str]| {
         Command::new("ip")
@@ -97,10 +121,12 @@ fn choose_network() -> Network {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let exists = ip(&["link", "show", TAP]);
-    let ready = (exists || ip(&["tuntap", "add", "dev", TAP, "mode", "tap"]))
-        && ip(&["addr", "replace", TAP_HOST, "dev", TAP])
-        && ip(&["link", "set", TAP, "up"]);
+    let ready = TAPS.iter().enumerate().all(|(lane, tap)| {
+        let (host, _) = tap_addresses(lane);
+        (ip(&["link", "show", tap]) || ip(&["tuntap", "add", "dev", tap, "mode", "tap"]))
+            && ip(&["addr", "replace", &host, "dev", tap])
+            && ip(&["link", "set", tap, "up"])
+    });
     if ready {
         Network::Tap
     } else {
@@ -109,25 +135,25 @@ fn choose_network() -> Network {
     }
 }
 
-/// `qemu`'s command with the guest's network attached, and the address
-/// clients connect to. `linux` selects the Linux peer's command line.
+/// `qemu`'s command with the guest's network attached (on tap `lane`),
+/// and the address clients connect to. `linux` selects the Linux peer's
+/// command line.
 fn networked(
     mut qemu: Qemu,
     network: Network,
+    lane: usize,
     linux: bool,
 ) -> anyhow::Result<(Command, SocketAddr)> {
     let (append, addr) = match network {
         Network::Tap => {
-            let address = format!(
-                "{}.{}.{}.{}/24",
-                TAP_GUEST[0], TAP_GUEST[1], TAP_GUEST[2], TAP_GUEST[3]
-            );
+            let (_, guest) = tap_addresses(lane);
+            let address = format!("{}.{}.{}.{}/24", guest[0], guest[1], guest[2], guest[3]);
             let append = if linux {
                 format!("rsip={address} rsgw=none")
             } else {
                 format!("ip={address} gw=none")
             };
-            (append, SocketAddr::from((TAP_GUEST, 6379)))
+            (append, SocketAddr::from((guest, 6379)))
         }
         Network::User => {
             let port = free_port()?;
@@ -138,13 +164,14 @@ fn networked(
     let mut command = if linux {
         linux::command(qemu, &append)?
     } else {
-        qemu.append = append;
+        qemu.append = format!("{} {append}", qemu.append).trim().to_string();
         qemu.command()?
     };
     if network == Network::Tap {
+        let tap = TAPS[lane];
         command.args([
             "-netdev",
-            &format!("tap,id=net0,ifname={TAP},script=no,downscript=no"),
+            &format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
         ]);
         command.args(["-device", "virtio-net-device,netdev=net0"]);
     }
@@ -174,42 +201,76 @@ fn redis_benchmark(addr: SocketAddr, pipeline: usize, requests: u64) -> anyhow::
     }
 }
 
+/// Where a started system listens (or why it did not start).
+fn addr<T>(started: &anyhow::Result<(T, SocketAddr)>) -> anyhow::Result<SocketAddr> {
+    match started {
+        Ok((_, addr)) => Ok(*addr),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    }
+}
+
+/// `runs` runs of each of [`LOADS`] for every system that started, taken
+/// in turns (system A's run 1, system B's run 1, A's run 2, ...), so that
+/// whatever else the host is doing weighs on all of them alike. Each
+/// system's request counts are [`LOADS`]' multiplied by its scale (a fast
+/// host process needs more to last, a write-through guest fewer).
 fn measure(
-    name: &'static str,
-    addr: anyhow::Result<SocketAddr>,
+    systems: Vec<(&'static str, anyhow::Result<SocketAddr>, f64)>,
     runs: usize,
-    scale: u64,
-) -> System {
-    let mut system = System {
-        name,
-        ..System::default()
-    };
-    let addr = match addr {
-        Ok(addr) => addr,
-        Err(e) => {
-            system.errors.push(format!("start: {e:#}"));
-            return system;
-        }
-    };
-    // Warm-up: code paths translated (TCG), the key created.
-    let _ = redis_benchmark(addr, 16, 20_000 * scale);
-    for (pipeline, requests) in LOADS {
-        let mut samples = Vec::new();
-        for run in 0..runs {
-            match redis_benchmark(addr, pipeline, requests * scale) {
-                Ok((set, get)) => {
-                    eprintln!(
-                        "bench kv: {name} -P {pipeline} run {}: SET {set:.0}/s, GET {get:.0}/s",
-                        run + 1
-                    );
-                    samples.push((set, get));
+) -> Vec<System> {
+    let scaled = |requests: u64, scale: f64| ((requests as f64 * scale) as u64).max(1000);
+    let mut results: Vec<(System, Option<(SocketAddr, f64)>)> = systems
+        .into_iter()
+        .map(|(name, addr, scale)| {
+            let mut system = System {
+                name,
+                ..System::default()
+            };
+            let addr = match addr {
+                Ok(addr) => Some((addr, scale)),
+                Err(e) => {
+                    system.errors.push(format!("start: {e:#}"));
+                    None
                 }
-                Err(e) => system.errors.push(format!("-P {pipeline}: {e:#}")),
+            };
+            (system, addr)
+        })
+        .collect();
+    // Warm-up: code paths translated (TCG), the key created.
+    for (_, addr) in &results {
+        if let Some((addr, scale)) = *addr {
+            let _ = redis_benchmark(addr, 16, scaled(20_000, scale));
+        }
+    }
+    for (pipeline, requests) in LOADS {
+        for (system, addr) in &mut results {
+            if let Some((_, scale)) = *addr {
+                system.runs.push(Depth {
+                    pipeline,
+                    requests: scaled(requests, scale),
+                    samples: Vec::new(),
+                });
             }
         }
-        system.runs.push((pipeline, samples));
+        for run in 0..runs {
+            for (system, addr) in &mut results {
+                let Some((addr, _)) = *addr else { continue };
+                let depth = system.runs.last_mut().expect("pushed above");
+                match redis_benchmark(addr, pipeline, depth.requests) {
+                    Ok((set, get)) => {
+                        eprintln!(
+                            "bench kv: {} -P {pipeline} run {}: SET {set:.0}/s, GET {get:.0}/s",
+                            system.name,
+                            run + 1
+                        );
+                        depth.samples.push((set, get));
+                    }
+                    Err(e) => system.errors.push(format!("-P {pipeline}: {e:#}")),
+                }
+            }
+        }
     }
-    system
+    results.into_iter().map(|(system, _)| system).collect()
 }
 
 /// A new, empty raw disk for `kv`.
@@ -218,13 +279,8 @@ fn disk(name: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.img"));
     let _ = std::fs::remove_file(&path);
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "raw"])
-        .arg(&path)
-        .arg("64M")
-        .status()
-        .context("cannot run qemu-img")?;
-    anyhow::ensure!(status.success(), "qemu-img create failed");
+    crate::qemu::create_disk(&path, 64 << 20)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     Ok(path)
 }
 
@@ -234,13 +290,15 @@ fn kv(
     accel: Accel,
     disk_name: &str,
     network: Network,
+    append: &str,
 ) -> anyhow::Result<(Vm, SocketAddr)> {
     let mut qemu = Qemu::new(elf);
+    qemu.append = append.into();
     qemu.accel = accel;
     qemu.memory = MEMORY.into();
     qemu.disk = Some(disk(disk_name)?);
     qemu.no_reboot = false;
-    let (command, addr) = networked(qemu, network, false)?;
+    let (command, addr) = networked(qemu, network, 0, false)?;
     let vm = Vm::start(command, KV_READY, BOOT_LIMIT)?;
     ping(addr, BOOT_LIMIT)?;
     Ok((vm, addr))
@@ -415,7 +473,7 @@ fn crash(vm: &Vm, addr: SocketAddr) -> anyhow::Result<Crash> {
 
 /// Warm reboots with a little data (1,000 keys), `samples` times.
 fn warm_reboots(elf: &Path, accel: Accel, samples: usize) -> anyhow::Result<Vec<Crash>> {
-    let (vm, addr) = kv(elf, accel, "reboot", Network::User)?;
+    let (vm, addr) = kv(elf, accel, "reboot", Network::User, "")?;
     let mut crashes = Vec::new();
     for i in 0..samples {
         fill(addr, 64 * 1024)?;
@@ -437,7 +495,7 @@ fn dirty_recoveries(elf: &Path, accel: Accel) -> Vec<Result<Crash, String>> {
         .iter()
         .map(|&mib| {
             let result = (|| {
-                let (vm, addr) = kv(elf, accel, &format!("dirty-{mib}"), Network::User)?;
+                let (vm, addr) = kv(elf, accel, &format!("dirty-{mib}"), Network::User, "")?;
                 fill(addr, mib << 20)?;
                 crash(&vm, addr)
             })();
@@ -454,53 +512,76 @@ fn dirty_recoveries(elf: &Path, accel: Accel) -> Vec<Result<Crash, String>> {
         .collect()
 }
 
+/// The first three fields of `/proc/loadavg`.
+fn host_load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
     let (accel, why) = accel.resolve();
     eprintln!("bench kv: accel {} ({why})", accel.name().to_uppercase());
     crate::setup::packages(&["redis-tools"])?;
     let elf = crate::images::build(&["kv".to_string()], true, None)?.remove(0);
+    let image_bytes = crate::images::stripped_size(&elf).ok();
+    let load_before = host_load();
     let faulty = fault_image()?;
 
     let network = choose_network();
     eprintln!(
-        "bench kv: Rootstock kv (release), through {}",
+        "bench kv: Rootstock kv (release) and the Linux guest (Debian cloud kernel, \
+         redis-server) side by side, through {}; redis-server as a host process",
         network.describe()
     );
-    let ours = match kv(&elf, accel, "throughput", network) {
-        Ok((_vm, addr)) => measure("Rootstock kv", Ok(addr), runs, 1),
-        Err(e) => measure("Rootstock kv", Err(e), runs, 1),
-    };
-    eprintln!("bench kv: Linux guest (Debian cloud kernel, redis-server)");
-    let linux = {
-        let started = (|| {
-            let mut qemu = Qemu::new("unused");
-            qemu.accel = accel;
-            qemu.memory = MEMORY.into();
-            let (command, addr) = networked(qemu, network, true)?;
-            let vm = Vm::start(command, linux::READY_LINE, BOOT_LIMIT)?;
-            ping(addr, BOOT_LIMIT)?;
-            anyhow::Ok((vm, addr))
-        })();
-        match started {
-            Ok((_vm, addr)) => measure("Linux guest redis", Ok(addr), runs, 1),
-            Err(e) => measure("Linux guest redis", Err(e), runs, 1),
-        }
-    };
-    eprintln!("bench kv: redis-server as a host process");
-    let host = match native_redis() {
-        Ok((_redis, addr)) => measure("host redis", Ok(addr), runs, 10),
-        Err(e) => measure("host redis", Err(e), runs, 10),
-    };
+    let ours = kv(&elf, accel, "throughput", network, "");
+    let linux = (|| {
+        let mut qemu = Qemu::new("unused");
+        qemu.accel = accel;
+        qemu.memory = MEMORY.into();
+        let (command, addr) = networked(qemu, network, 1, true)?;
+        let vm = Vm::start(command, linux::READY_LINE, BOOT_LIMIT)?;
+        ping(addr, BOOT_LIMIT)?;
+        anyhow::Ok((vm, addr))
+    })();
+    let host = native_redis();
+    let mut systems = measure(
+        vec![
+            ("Rootstock kv", addr(&ours), 1.0),
+            ("Linux guest redis", addr(&linux), 1.0),
+            ("host redis", addr(&host), 10.0),
+        ],
+        runs,
+    );
+    drop((ours, linux, host));
+    // For comparison, alone: every SET on the disk (and the disk flushed)
+    // before its reply.
+    eprintln!("bench kv: Rootstock kv with durability=write-through");
+    let through = kv(
+        &elf,
+        accel,
+        "write-through",
+        network,
+        "durability=write-through",
+    );
+    systems.extend(measure(
+        vec![("Rootstock kv, write-through", addr(&through), 0.1)],
+        runs,
+    ));
+    drop(through);
+    let [ours, linux, host, through]: [System; 4] = systems
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("four systems measured"))?;
 
     let reboots = warm_reboots(&faulty, accel, runs.max(5)).map_err(|e| format!("{e:#}"));
     let dirty = dirty_recoveries(&faulty, accel);
-    report::write(
+    let setup = report::Setup {
         accel,
         why,
         network,
         runs,
-        &[ours, linux, host],
-        &reboots,
-        &dirty,
-    )
+        image_bytes,
+        load: [load_before, host_load()],
+    };
+    report::write(&setup, &[ours, through, linux, host], &reboots, &dirty)
 }

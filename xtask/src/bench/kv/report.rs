@@ -8,6 +8,8 @@ use crate::qemu::Accel;
 
 /// The issue's target: at least twice the Linux guest's requests/s.
 const TARGET: f64 = 2.0;
+/// What Unikraft reported for Redis (ANCHORS.md), quoted beside each ratio.
+const REFERENCE_RATIO: &str = "Unikraft reported 1.7× for GET at -P 16, KVM";
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
@@ -19,7 +21,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 /// Medians over runs: (SET, GET) requests/s at pipeline depth `pipeline`.
 fn at(system: &System, pipeline: usize) -> Option<(f64, f64)> {
-    let runs = &system.runs.iter().find(|(p, _)| *p == pipeline)?.1;
+    let runs = &system.runs.iter().find(|d| d.pipeline == pipeline)?.samples;
     Some((
         median(runs.iter().map(|r| r.0).collect())?,
         median(runs.iter().map(|r| r.1).collect())?,
@@ -30,43 +32,64 @@ fn cell(value: Option<f64>) -> String {
     value.map_or("—".into(), |v| format!("{v:.0}"))
 }
 
+/// How the run was set up.
+pub struct Setup<'a> {
+    pub accel: Accel,
+    pub why: &'a str,
+    pub network: Network,
+    pub runs: usize,
+    /// The release `kv` image, stripped.
+    pub image_bytes: Option<u64>,
+    /// The host's load averages (`/proc/loadavg`) before and after.
+    pub load: [String; 2],
+}
+
 pub fn write(
-    accel: Accel,
-    why: &str,
-    network: Network,
-    runs: usize,
-    systems: &[System; 3],
+    setup: &Setup<'_>,
+    systems: &[System; 4],
     reboots: &Result<Vec<Crash>, String>,
     dirty: &[Result<Crash, String>],
 ) -> anyhow::Result<()> {
+    let &Setup {
+        accel,
+        why,
+        network,
+        runs,
+        image_bytes,
+        ref load,
+    } = setup;
     let mode = accel.name().to_uppercase();
-    let [ours, linux, _] = systems;
+    let [ours, _, linux, _] = systems;
     let mut md = format!(
         "# kv: Rootstock beside Redis in a Linux guest\n\n\
          Mode: **{mode}** ({why}). Both guests: QEMU `-M microvm`, {MEMORY} RAM, one vCPU, \
          `virtio-net-device` on {}; `redis-benchmark` (Debian's `redis-tools`) on the host. Rootstock runs the release `kv` image with a 64 MiB \
          virtio-blk disk, durability `rio`: every SET is appended to the log in the protected \
-         cache before it is acknowledged. The Linux guest is Debian's cloud kernel running \
+         cache before it is acknowledged; \"write-through\" is the same image booted with \
+         `durability=write-through`, which acknowledges a SET only once it is on the disk and \
+         the disk has flushed (one flush per batch of pipelined requests; fewer requests per \
+         run). The Linux guest is Debian's cloud kernel running \
          Debian's `redis-server` in memory only (`--save \"\" --appendonly no`: no persistence \
          at all). \"host redis\" is the same server as a host process, for scale.\n\n\
          ## Throughput\n\n`redis-benchmark -c {CLIENTS} -t set,get -P N -n R --csv`; \
-         {runs} run(s) per depth after a warm-up run; medians, requests/s.\n\n\
+         {runs} run(s) per depth after a warm-up run; medians, requests/s. Host load \
+         averages (1, 5, 15 min) at the start: {}; at the end: {} (other work on the host \
+         lowers every figure). `kv`, the Linux guest and host redis are measured in turns \
+         (run 1 of each, then run 2, ...) with both VMs up throughout, so that other load \
+         weighs on all three alike; write-through is measured afterwards, alone.\n\n\
          | system | -P | requests per run | SET | GET |\n|---|---:|---:|---:|---:|\n",
-        network.describe()
+        network.describe(),
+        load[0],
+        load[1],
     );
     for system in systems {
-        let scale = if system.name.starts_with("host") {
-            10
-        } else {
-            1
-        };
-        for (pipeline, requests) in LOADS {
+        for depth in &system.runs {
+            let (pipeline, requests) = (depth.pipeline, depth.requests);
             let m = at(system, pipeline);
             writeln!(
                 md,
-                "| {} | {pipeline} | {} | {} | {} |",
+                "| {} | {pipeline} | {requests} | {} | {} |",
                 system.name,
-                requests * scale,
                 cell(m.map(|m| m.0)),
                 cell(m.map(|m| m.1))
             )?;
@@ -80,7 +103,7 @@ pub fn write(
             writeln!(
                 md,
                 "\nRootstock / Linux guest at -P {pipeline}: SET **{set:.2}×**, GET **{get:.2}×** \
-                 — target ≥ {TARGET}×: {} ({mode}).",
+                 — target ≥ {TARGET}×: {} ({mode}; {REFERENCE_RATIO}).",
                 verdict(set >= TARGET && get >= TARGET)
             )?;
         }
@@ -148,21 +171,40 @@ pub fn write(
          Reference (Unikraft EuroSys '21, KVM, i7-9700K, 30 connections, pipeline 16): Redis on \
          Unikraft GET 2.68M/s vs a Linux guest's 1.54M/s on QEMU (1.7×).\n",
     );
+    let get16 = ratios.iter().find(|r| r.0 == 16).map(|r| r.2);
+    writeln!(
+        md,
+        "\n## Beside the reference figures\n\n\
+         | | Rootstock kv (this run, {mode}) | reference (Unikraft EuroSys '21, KVM) |\n\
+         |---|---:|---:|\n\
+         | GET, -P 16, ÷ Linux guest on the same QEMU | {} | Unikraft redis 1.7× (2.68M/s ÷ 1.54M/s) |\n\
+         | image, stripped | {} | Unikraft redis 1.11 MB |",
+        get16.map_or("—".into(), |r| format!("{r:.2}×")),
+        image_bytes.map_or("—".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0)),
+    )?;
 
     let dir = out_dir();
     std::fs::write(dir.join("kv.md"), &md)?;
     let json = serde_json::json!({
         "mode": mode,
+        "image_bytes": image_bytes,
+        "host_load": load,
+        "reference": {
+            "source": "Unikraft EuroSys '21 (KVM, i7-9700K, 30 connections, pipeline 16)",
+            "get_ratio_vs_linux_guest": 1.7,
+            "redis_image_bytes": 1_110_000,
+        },
         "why": why,
         "network": format!("{network:?}"),
         "memory": MEMORY,
         "clients": CLIENTS,
         "systems": systems.iter().map(|s| serde_json::json!({
             "name": s.name,
-            "runs": s.runs.iter().map(|(p, r)| serde_json::json!({
-                "pipeline": p,
-                "set_rps": r.iter().map(|x| x.0).collect::<Vec<_>>(),
-                "get_rps": r.iter().map(|x| x.1).collect::<Vec<_>>(),
+            "runs": s.runs.iter().map(|d| serde_json::json!({
+                "pipeline": d.pipeline,
+                "requests": d.requests,
+                "set_rps": d.samples.iter().map(|x| x.0).collect::<Vec<_>>(),
+                "get_rps": d.samples.iter().map(|x| x.1).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "errors": s.errors,
         })).collect::<Vec<_>>(),

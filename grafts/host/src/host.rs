@@ -1,0 +1,193 @@
+//! The graft host of one image: runtime, trusted keys, replay guard, and
+//! what each management command does to them.
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use graft_control::{Command, Envelope, EnvelopeError, ReplayGuard, Response, TrustedKeys};
+use grafts::{
+    Capabilities, Clock, GraftId, Kind, Limits, LoadError, ManageError, PointId, PointSpec,
+    Revocation, Runtime,
+};
+
+use crate::json;
+
+/// The host as its adapters and channels share it (one CPU, cooperative
+/// tasks: borrowed only for the length of one call, never across `await`).
+pub type Shared = Rc<RefCell<GraftHost>>;
+
+/// Host counters every image's runtime has (grafts use them through
+/// `counter_add`; `stats` shows them).
+pub const COUNTERS: usize = 16;
+
+/// Why a load or replace was refused (always the sender's fault).
+#[derive(Debug)]
+pub enum Refusal {
+    Envelope(EnvelopeError),
+    NoTrustedKey,
+    WrongPoint { signed_for: String, asked: String },
+    UnknownCapability(String),
+    Load(LoadError),
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Refusal::Envelope(e) => write!(f, "{e}"),
+            Refusal::NoTrustedKey => write!(
+                f,
+                "this image trusts no signing key (it was built without ROOTSTOCK_GRAFT_KEYS; \
+                 build it with `cargo xtask build`)"
+            ),
+            Refusal::WrongPoint { signed_for, asked } => write!(
+                f,
+                "the envelope is signed for graft point `{signed_for}`, not `{asked}`"
+            ),
+            Refusal::UnknownCapability(name) => {
+                write!(f, "the grant names an unknown capability `{name}`")
+            }
+            Refusal::Load(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One image's grafts and the rules for changing them.
+pub struct GraftHost {
+    runtime: Runtime,
+    trusted: TrustedKeys,
+    replay: ReplayGuard,
+    /// The declared points' names and kinds, for listings.
+    points: Vec<(String, Kind)>,
+}
+
+impl GraftHost {
+    /// A host with no points yet, trusting `trusted`, on the image's clock.
+    pub fn new(clock: Rc<dyn Clock>, trusted: TrustedKeys) -> GraftHost {
+        GraftHost {
+            runtime: Runtime::new(COUNTERS, Limits::default(), clock),
+            trusted,
+            replay: ReplayGuard::new(),
+            points: Vec::new(),
+        }
+    }
+
+    /// Declares a graft point (its compiled-in policy serves until a graft
+    /// is loaded) and returns its handle.
+    pub fn declare(&mut self, spec: PointSpec) -> Result<PointId, ManageError> {
+        let (name, kind) = (spec.name.clone(), spec.kind);
+        self.runtime.declare(spec)?;
+        let id = self
+            .runtime
+            .point_id(&name)
+            .ok_or(ManageError::UnknownPoint(name.clone()))?;
+        self.points.push((name, kind));
+        Ok(id)
+    }
+
+    /// The declared points, in declaration order.
+    pub fn points(&self) -> &[(String, Kind)] {
+        &self.points
+    }
+
+    /// Shares the host with the image's adapters and channels.
+    pub fn share(self) -> Shared {
+        Rc::new(RefCell::new(self))
+    }
+
+    /// The runtime: to declare points, call them, read their state.
+    pub fn runtime(&mut self) -> &mut Runtime {
+        &mut self.runtime
+    }
+
+    /// Checks an envelope at the border and installs its module: as a new
+    /// graft on `point`, or in place of graft `old`. Nothing changes on error.
+    pub fn install(
+        &mut self,
+        point: &str,
+        old: Option<GraftId>,
+        bytes: &[u8],
+    ) -> Result<(GraftId, usize), Refusal> {
+        let envelope = Envelope::parse(bytes).map_err(Refusal::Envelope)?;
+        if self.trusted.is_empty() {
+            return Err(Refusal::NoTrustedKey);
+        }
+        envelope.verify(&self.trusted).map_err(Refusal::Envelope)?;
+        if envelope.point != point {
+            return Err(Refusal::WrongPoint {
+                signed_for: envelope.point.to_string(),
+                asked: point.to_string(),
+            });
+        }
+        self.replay.check(&envelope).map_err(Refusal::Envelope)?;
+        let granted = Capabilities::parse(envelope.grant)
+            .map_err(|name| Refusal::UnknownCapability(name.to_string()))?;
+        let id = match old {
+            None => self.runtime.load(point, envelope.module, granted),
+            Some(old) => self.runtime.replace(point, old, envelope.module, granted),
+        }
+        .map_err(Refusal::Load)?;
+        self.replay.accept(&envelope);
+        Ok((id, envelope.module.len()))
+    }
+
+    /// Carries out one management command.
+    pub fn handle(&mut self, command: Command) -> Response {
+        match command {
+            Command::Load { point, envelope } => self.install_reply(&point, None, &envelope),
+            Command::Replace {
+                point,
+                graft,
+                envelope,
+            } => self.install_reply(&point, Some(graft), &envelope),
+            Command::Unload { point, graft } => match self.runtime.revoke(&point, graft) {
+                Ok(revocation) => {
+                    let how = match revocation {
+                        Revocation::Clean => "clean".to_string(),
+                        Revocation::Forced(None) => "forced".to_string(),
+                        Revocation::Forced(Some(cause)) => format!("forced ({})", cause.name()),
+                    };
+                    log::info!(target: "graft", "unloaded graft {graft} from {point} ({how})");
+                    Response::Ok(json::unloaded(graft, &point, &how))
+                }
+                Err(ManageError::UnknownGraft(_)) => {
+                    Response::Err(format!("no graft {graft} at graft point `{point}`"))
+                }
+                Err(e) => Response::Err(e.to_string()),
+            },
+            Command::List => Response::Ok(json::list(&self.runtime, &self.points)),
+            Command::Stats { point } => {
+                if let Some(point) = &point
+                    && self.runtime.point_id(point).is_none()
+                {
+                    return Response::Err(format!("no graft point named `{point}`"));
+                }
+                Response::Ok(json::stats(&self.runtime, point.as_deref()))
+            }
+            Command::Log => Response::Ok(json::faults(&self.runtime)),
+        }
+    }
+
+    fn install_reply(&mut self, point: &str, old: Option<GraftId>, envelope: &[u8]) -> Response {
+        match self.install(point, old, envelope) {
+            Ok((id, bytes)) => {
+                match old {
+                    None => {
+                        log::info!(target: "graft", "loaded graft {id} on {point} ({bytes} bytes)")
+                    }
+                    Some(old) => log::info!(
+                        target: "graft",
+                        "replaced graft {old} on {point} with graft {id} ({bytes} bytes)"
+                    ),
+                }
+                Response::Ok(json::installed(id, point, bytes, old))
+            }
+            Err(refusal) => {
+                log::info!(target: "graft", "refused a graft for {point}: {refusal}");
+                Response::Err(refusal.to_string())
+            }
+        }
+    }
+}

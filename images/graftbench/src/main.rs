@@ -1,0 +1,94 @@
+//! The `graftbench` image: VINO's graft overhead table measured inside a
+//! booted image (`graft_host::bench`), on the TSC-based kernel clock.
+//!
+//! It builds a graft host as every image does (`graft_host::serve::host`),
+//! measures the transaction mechanics, the indirection of an empty graft
+//! point, a null graft and the four sample grafts (embedded at build time
+//! from `ROOTSTOCK_GRAFTS_DIR`, which `cargo xtask build` sets after
+//! compiling them to `target/grafts/`), each beside the same algorithm
+//! compiled natively into this image, prints one line
+//! `graftbench: {JSON}` and exits 0 (1 if the table could not be set up).
+//! `cargo xtask bench grafts` boots it and reports the line.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(not(test), no_main)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+unikernel::image!(main: main);
+
+#[cfg(target_os = "none")]
+async fn main() -> i32 {
+    use alloc::boxed::Box;
+    use core::hint::black_box;
+    use graft_host::bench::{self, Modules, Natives, Plan};
+
+    macro_rules! graft {
+        ($name:literal) => {
+            include_bytes!(concat!(
+                env!(
+                    "ROOTSTOCK_GRAFTS_DIR",
+                    "build this image with `cargo xtask build graftbench`: it compiles the grafts and sets ROOTSTOCK_GRAFTS_DIR"
+                ),
+                "/",
+                $name,
+                ".wasm"
+            ))
+        };
+    }
+    let modules = Modules {
+        readahead: graft!("strided-readahead"),
+        evict: graft!("keep-hot"),
+        sched: graft!("priority-sched"),
+        cipher: graft!("stream-cipher"),
+    };
+
+    // The same algorithms, compiled natively, on the same inputs.
+    let evict_context = bench::evict_context();
+    let sched_context = bench::sched_context();
+    let mut last_group = 255u8;
+    let mut block = bench::cipher_block();
+    let natives = Natives {
+        readahead: Some(Box::new(|| {
+            let block = black_box(bench::READAHEAD_BLOCK);
+            black_box(graft_strided_readahead::prefetch(block, 33, 7));
+        })),
+        evict: Some(Box::new(|| {
+            let blocks = black_box(&evict_context)
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+            black_box(graft_keep_hot::victim(blocks));
+        })),
+        sched: Some(Box::new(|| {
+            let tasks = black_box(&sched_context).chunks(4).map(|t| (t[0], t[1]));
+            if let Some(i) = graft_priority_sched::choose(tasks, last_group) {
+                last_group = sched_context[i * 4 + 1];
+            }
+            black_box(last_group);
+        })),
+        cipher: Some(Box::new(|| {
+            graft_stream_cipher::apply(bench::CIPHER_BLOCK_NUMBER as u64, 0, &mut block);
+            black_box(&block);
+        })),
+    };
+
+    let host = graft_host::serve::host();
+    let now = || unikernel::arch::clock_now().as_nanos();
+    let samples = bench::samples(modules, natives);
+    let table = bench::run(&mut host.borrow_mut(), &now, Plan::IMAGE, samples);
+    match table {
+        Ok(table) => {
+            unikernel::println!("graftbench: {table}");
+            0
+        }
+        Err(e) => {
+            unikernel::println!("graftbench: error: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+async fn main() -> i32 {
+    0
+}

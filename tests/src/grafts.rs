@@ -1,0 +1,195 @@
+//! What the graft tests share: the sample modules, a hostile corpus for
+//! the `net.rx` point (`graft_main(len: i32) -> i32`), and a control
+//! client that fails the test with the image's console when the image
+//! stops answering.
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+pub use xtask::graft_client::{Client, Reply};
+
+use crate::guest::Guest;
+
+/// The bytes of sample graft `name` (built first if `cargo xtask test`
+/// has not).
+pub fn sample(name: &str) -> Vec<u8> {
+    xtask::grafts::module(name).unwrap_or_else(|e| panic!("graft {name}: {e:#}"))
+}
+
+/// A signed envelope of `module` for `point` (the development key, which
+/// every image built by xtask trusts).
+pub fn sealed(point: &str, grant: &str, module: &[u8]) -> Vec<u8> {
+    xtask::keys::seal(point, grant, module).expect("sealing with the development key")
+}
+
+/// Every capability, for hostile modules (so that only misbehaviour, not
+/// a missing right, stops them).
+pub const ALL: &str = "context,context-write,maps,counters,locks,buffers,time,log";
+
+/// One misbehaving `net.rx` handler: its name, WAT, and the abort cause
+/// the image must log for it.
+pub struct Hostile {
+    pub name: &'static str,
+    pub wat: &'static str,
+    pub cause: &'static str,
+}
+
+/// One module per misbehaviour that passes the load-time checks and
+/// misbehaves when called (forbidden imports and malformed modules are
+/// refused at load: see the refusal tests).
+pub const HOSTILE: &[Hostile] = &[
+    Hostile {
+        name: "infinite loop",
+        wat: r#"(module (func (export "graft_main") (param i32) (result i32) (loop (br 0)) (i32.const 0)))"#,
+        cause: "fuel-exhausted",
+    },
+    Hostile {
+        name: "out-of-bounds access",
+        wat: r#"(module (memory (export "memory") 1)
+            (func (export "graft_main") (param i32) (result i32) (i32.load (i32.const 70000))))"#,
+        cause: "trap-out-of-bounds",
+    },
+    Hostile {
+        name: "linear-memory blow-up",
+        wat: r#"(module (memory (export "memory") 1)
+            (func (export "graft_main") (param i32) (result i32)
+              (if (i32.eq (memory.grow (i32.const 1000)) (i32.const -1)) (then unreachable))
+              (i32.const 0)))"#,
+        cause: "trap-unreachable",
+    },
+    Hostile {
+        name: "deep recursion",
+        wat: r#"(module (func $f (export "graft_main") (param i32) (result i32)
+              (call $f (i32.add (local.get 0) (i32.const 1)))))"#,
+        cause: "trap-stack-overflow",
+    },
+    Hostile {
+        name: "divide by zero",
+        wat: r#"(module (func (export "graft_main") (param i32) (result i32)
+              (i32.div_s (i32.const 1) (i32.sub (local.get 0) (local.get 0)))))"#,
+        cause: "trap-divide-by-zero",
+    },
+    Hostile {
+        name: "invalid return",
+        wat: r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 7)))"#,
+        cause: "invalid-return",
+    },
+    Hostile {
+        name: "lock hog",
+        wat: r#"(module (import "rootstock" "lock" (func $lock (param i32)))
+            (func (export "graft_main") (param i32) (result i32)
+              (call $lock (i32.const 1)) (call $lock (i32.const 2)) (loop (br 0)) (i32.const 0)))"#,
+        cause: "fuel-exhausted",
+    },
+    Hostile {
+        name: "allocation leak",
+        wat: r#"(module (import "rootstock" "buf_alloc" (func $alloc (param i32) (result i32)))
+            (func (export "graft_main") (param i32) (result i32)
+              (drop (call $alloc (i32.const 30000))) (drop (call $alloc (i32.const 30000)))
+              (drop (call $alloc (i32.const 30000))) (i32.const 0)))"#,
+        cause: "resource-limit",
+    },
+    Hostile {
+        name: "trap after accessor writes",
+        wat: r#"(module (import "rootstock" "counter_add" (func $add (param i32 i64) (result i64)))
+            (import "rootstock" "map_put" (func $put (param i32 i64 i64)))
+            (func (export "graft_main") (param i32) (result i32)
+              (drop (call $add (i32.const 2) (i64.const 1000)))
+              (call $put (i32.const 0) (i64.const 1) (i64.const 2))
+              unreachable))"#,
+        cause: "trap-unreachable",
+    },
+];
+
+/// A WAT module's bytes.
+pub fn wasm(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("test module is valid WAT")
+}
+
+/// A control session with a running guest.
+pub struct Control {
+    client: Client,
+    console: Box<dyn Fn() -> String>,
+}
+
+impl Control {
+    /// Connects to the guest's control port (forwarded from `addr`).
+    pub fn connect(guest: &Guest, addr: SocketAddr) -> Control {
+        let client = Client::connect(&addr.to_string())
+            .unwrap_or_else(|e| panic!("control channel: {e:#}\n{}", guest.console()));
+        let console = guest.console_handle();
+        Control {
+            client,
+            console: Box::new(console),
+        }
+    }
+
+    fn check(&self, reply: anyhow::Result<Reply>) -> Reply {
+        reply.unwrap_or_else(|e| panic!("control channel: {e:#}\n{}", (self.console)()))
+    }
+
+    /// Loads `envelope` on `point`; the reply.
+    pub fn load(&mut self, point: &str, envelope: &[u8]) -> Reply {
+        let reply = self.client.load(point, envelope);
+        self.check(reply)
+    }
+
+    /// Loads and expects success: the new graft's id.
+    pub fn load_ok(&mut self, point: &str, envelope: &[u8]) -> u32 {
+        let reply = self.load(point, envelope);
+        self.ok(reply)["graft"].as_u64().expect("a graft id") as u32
+    }
+
+    pub fn replace(&mut self, point: &str, graft: u32, envelope: &[u8]) -> Reply {
+        let reply = self.client.replace(point, graft, envelope);
+        self.check(reply)
+    }
+
+    pub fn unload(&mut self, point: &str, graft: u32) -> Reply {
+        let reply = self.client.unload(point, graft);
+        self.check(reply)
+    }
+
+    pub fn raw(&mut self, bytes: &[u8]) -> Reply {
+        let reply = self.client.raw(bytes);
+        self.check(reply)
+    }
+
+    pub fn list(&mut self) -> Value {
+        let reply = self.client.list();
+        let reply = self.check(reply);
+        self.ok(reply)
+    }
+
+    pub fn stats(&mut self) -> Value {
+        let reply = self.client.stats(None);
+        let reply = self.check(reply);
+        self.ok(reply)
+    }
+
+    pub fn log(&mut self) -> Value {
+        let reply = self.client.log();
+        let reply = self.check(reply);
+        self.ok(reply)
+    }
+
+    /// The JSON of an `ok` reply (fails the test on a refusal).
+    pub fn ok(&self, reply: Reply) -> Value {
+        reply
+            .json()
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", (self.console)()))
+    }
+
+    /// How many grafts are installed.
+    pub fn installed(&mut self) -> usize {
+        self.list()["grafts"].as_array().map_or(0, Vec::len)
+    }
+}
+
+/// The console text, for a refusal's message check.
+pub fn refusal(reply: &Reply) -> &str {
+    match reply {
+        Reply::Err(message) => message,
+        Reply::Ok(text) => panic!("expected a refusal, the image accepted: {text}"),
+    }
+}
