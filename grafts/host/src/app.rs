@@ -6,24 +6,23 @@
 
 use alloc::vec::Vec;
 
-use grafts::{ManageError, PointSpec, Val};
+use grafts::{ManageError, PointId, PointSpec, Val};
 
-use crate::host::Shared;
+use crate::host::{Shared, grafted};
 
 /// A declared application event.
 pub struct Event {
     host: Shared,
-    name: alloc::string::String,
+    point: PointId,
 }
 
 impl Event {
     /// Declares the event point `spec` on `host`.
     pub fn declare(host: &Shared, spec: PointSpec) -> Result<Event, ManageError> {
-        let name = spec.name.clone();
-        host.borrow_mut().declare(spec)?;
+        let point = host.borrow_mut().declare(spec)?;
         Ok(Event {
             host: host.clone(),
-            name,
+            point,
         })
     }
 
@@ -32,15 +31,11 @@ impl Event {
     /// first non-zero result a handler committed, or `None` (no graft, all
     /// returned 0, or every one that did not aborted).
     pub fn raise(&self, context: impl FnOnce() -> Vec<u8>) -> Option<i32> {
-        let mut host = self.host.try_borrow_mut().ok()?;
-        let runtime = host.runtime();
-        if !runtime.is_grafted(&self.name) {
-            return None;
-        }
+        let mut host = grafted(&self.host, self.point)?;
         let mut context = context();
         let len = Val::I32(i32::try_from(context.len()).unwrap_or(i32::MAX));
-        runtime
-            .dispatch(&self.name, &mut context, &[len])
+        host.runtime()
+            .dispatch_at(self.point, &mut context, &[len])
             .into_iter()
             .find_map(|(_, outcome)| match outcome.as_deref() {
                 Ok([Val::I32(v)]) if *v != 0 => Some(*v),

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{RefCell, RefMut};
 
 use graft_control::{Command, Envelope, EnvelopeError, ReplayGuard, Response, TrustedKeys};
 use grafts::{
@@ -18,6 +18,16 @@ use crate::json;
 /// The host as its adapters and channels share it (one CPU, cooperative
 /// tasks: borrowed only for the length of one call, never across `await`).
 pub type Shared = Rc<RefCell<GraftHost>>;
+
+/// The host, borrowed for a call at `point`, when a graft is loaded there
+/// and no management command holds the host; otherwise `None`, and the
+/// caller's compiled-in policy serves without building the call's context.
+/// Every adapter (receive path, scheduler, cache, application events) goes
+/// through this one gate.
+pub fn grafted(host: &Shared, point: PointId) -> Option<RefMut<'_, GraftHost>> {
+    let host = host.try_borrow_mut().ok()?;
+    host.runtime.is_grafted_at(point).then_some(host)
+}
 
 /// Host counters every image's runtime has (grafts use them through
 /// `counter_add`; `stats` shows them).

@@ -11,17 +11,18 @@
 
 use alloc::vec::Vec;
 
-use grafts::Val;
+use grafts::{PointId, Val};
 use net::{RxPolicy, Verdict};
 
-use crate::host::Shared;
-use crate::points::{NET_RX, RX_ANSWER, RX_DROP};
+use crate::host::{Shared, grafted};
+use crate::points::{RX_ANSWER, RX_DROP};
 
 /// `P`, extended by the grafts on `net.rx`.
 #[derive(Default)]
 pub struct GraftRx<P: RxPolicy> {
     inner: P,
-    host: Option<Shared>,
+    /// The host and the `net.rx` point (`None`: no host, always `P`).
+    host: Option<(Shared, PointId)>,
     /// The reply a handler wrote, between `on_receive` and `answer`.
     reply: Vec<u8>,
     /// The frame as the handlers' context (kept: no allocation per frame).
@@ -31,10 +32,10 @@ pub struct GraftRx<P: RxPolicy> {
 impl<P: RxPolicy> GraftRx<P> {
     /// Declares `net.rx` on `host` and wraps `inner`.
     pub fn new(host: &Shared, inner: P) -> Result<GraftRx<P>, grafts::ManageError> {
-        host.borrow_mut().declare(crate::points::net_rx())?;
+        let point = host.borrow_mut().declare(crate::points::net_rx())?;
         Ok(GraftRx {
             inner,
-            host: Some(host.clone()),
+            host: Some((host.clone(), point)),
             reply: Vec::new(),
             context: Vec::new(),
         })
@@ -42,17 +43,15 @@ impl<P: RxPolicy> GraftRx<P> {
 
     /// The grafts' verdict, or `None` when no graft decided.
     fn grafted(&mut self, frame: &[u8]) -> Option<Verdict> {
-        let host = self.host.as_ref()?;
-        // Busy (a management command is running): the compiled-in policy decides.
-        let mut host = host.try_borrow_mut().ok()?;
-        let runtime = host.runtime();
-        if !runtime.is_grafted(NET_RX) {
-            return None;
-        }
+        let (host, point) = self.host.as_ref()?;
+        let mut host = grafted(host, *point)?;
         self.context.clear();
         self.context.extend_from_slice(frame);
         let len = Val::I32(i32::try_from(frame.len()).unwrap_or(i32::MAX));
-        for (_, outcome) in runtime.dispatch(NET_RX, &mut self.context, &[len]) {
+        for (_, outcome) in host
+            .runtime()
+            .dispatch_at(*point, &mut self.context, &[len])
+        {
             match outcome.as_deref() {
                 Ok([Val::I32(RX_DROP)]) => return Some(Verdict::Drop),
                 Ok([Val::I32(RX_ANSWER)]) => {

@@ -7,13 +7,12 @@
 //! that aborts, or an index past the ready set: `P` picks, as compiled in.
 
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use grafts::{PointId, Val};
 use unikernel::task::{TaskId, TaskMeta, set_pick_override};
 
-use crate::host::Shared;
+use crate::host::{Shared, grafted};
 
 /// Most ready tasks shown to a graft at once (the rest are not candidates).
 pub const MAX_SHOWN: usize = 256;
@@ -28,13 +27,12 @@ pub fn context(ready: &[TaskMeta]) -> Vec<u8> {
 }
 
 fn pick(host: &Shared, point: PointId, ready: &[TaskMeta]) -> Option<TaskId> {
-    let mut host = host.try_borrow_mut().ok()?;
-    let runtime = host.runtime();
+    let mut host = grafted(host, point)?;
     let shown = ready.len().min(MAX_SHOWN);
     let mut context = context(ready);
-    let results = runtime.invoke_at(point, &mut context, &[Val::I32(shown as i32)], |_| {
-        vec![Val::I32(-1)]
-    });
+    let results = host
+        .runtime()
+        .try_invoke_at(point, &mut context, &[Val::I32(shown as i32)])?;
     match results.as_slice() {
         [Val::I32(i)] => ready.get(usize::try_from(*i).ok()?).map(|t| t.id),
         _ => None,

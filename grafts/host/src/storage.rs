@@ -32,7 +32,7 @@ use grafts::{Capabilities, Capability, ManageError, PointId, PointSpec, Val, Val
 use unikernel::storage::{BLOCK, Block, BlockFilter, EvictionPolicy, Lru, Plain, ReadAhead};
 use unikernel::storage::{Sequential, Window};
 
-use crate::host::Shared;
+use crate::host::{Shared, grafted};
 
 /// The eviction replace point.
 pub const CACHE_EVICT: &str = "cache.evict";
@@ -114,24 +114,18 @@ fn point(host: &Shared, spec: PointSpec) -> Result<PointId, ManageError> {
 
 /// One call of the graft at `point`, if one is loaded: its committed
 /// results, or `None` (no graft, an abort, or the host busy with a
-/// management command).
+/// management command). `build` makes the call's context and its one
+/// argument, only when a graft will run; the rewritten context comes back
+/// with the results.
 fn call(
-    graft: &Option<(Shared, PointId, &'static str)>,
-    context: &mut Vec<u8>,
-    args: &[Val],
-) -> Option<Vec<Val>> {
-    let (host, point, name) = graft.as_ref()?;
-    let mut host = host.try_borrow_mut().ok()?;
-    let runtime = host.runtime();
-    if !runtime.is_grafted(name) {
-        return None;
-    }
-    let mut committed = true;
-    let results = runtime.invoke_at(*point, context, args, |_| {
-        committed = false;
-        Vec::new()
-    });
-    committed.then_some(results)
+    graft: &Option<(Shared, PointId)>,
+    build: impl FnOnce() -> (Vec<u8>, Val),
+) -> Option<(Vec<Val>, Vec<u8>)> {
+    let (host, point) = graft.as_ref()?;
+    let mut host = grafted(host, *point)?;
+    let (mut context, arg) = build();
+    let results = host.runtime().try_invoke_at(*point, &mut context, &[arg])?;
+    Some((results, context))
 }
 
 /// `P`, unless a graft on `cache.evict` chooses the victim.
@@ -141,7 +135,7 @@ pub struct GraftEviction<P: EvictionPolicy = Lru> {
     recency: Lru,
     /// Per slot: the block it holds.
     blocks: Vec<u64>,
-    graft: Option<(Shared, PointId, &'static str)>,
+    graft: Option<(Shared, PointId)>,
     /// The candidates' slots, between building the context and the answer.
     candidates: Vec<u32>,
 }
@@ -165,7 +159,7 @@ impl<P: EvictionPolicy> GraftEviction<P> {
         let id = point(host, cache_evict())?;
         Ok(GraftEviction {
             inner,
-            graft: Some((host.clone(), id, CACHE_EVICT)),
+            graft: Some((host.clone(), id)),
             ..GraftEviction::default()
         })
     }
@@ -176,17 +170,17 @@ impl<P: EvictionPolicy> GraftEviction<P> {
     }
 
     fn grafted(&mut self) -> Option<u32> {
-        self.graft.as_ref()?;
-        self.candidates.clear();
-        self.candidates
-            .extend(self.recency.oldest().take(EVICT_CANDIDATES));
-        let mut context: Vec<u8> = self
-            .candidates
-            .iter()
-            .flat_map(|&slot| self.blocks[slot as usize].to_le_bytes())
-            .collect();
-        let n = Val::I32(self.candidates.len() as i32);
-        let results = call(&self.graft, &mut context, &[n])?;
+        let (candidates, blocks, recency) = (&mut self.candidates, &self.blocks, &self.recency);
+        let build = || {
+            candidates.clear();
+            candidates.extend(recency.oldest().take(EVICT_CANDIDATES));
+            let context = candidates
+                .iter()
+                .flat_map(|&slot| blocks[slot as usize].to_le_bytes())
+                .collect();
+            (context, Val::I32(candidates.len() as i32))
+        };
+        let (results, _) = call(&self.graft, build)?;
         match results.as_slice() {
             [Val::I32(i)] => self.candidates.get(usize::try_from(*i).ok()?).copied(),
             _ => None,
@@ -236,7 +230,7 @@ impl<P: EvictionPolicy> EvictionPolicy for GraftEviction<P> {
 /// `R`, unless a graft on `cache.readahead` decides what to fetch.
 pub struct GraftReadAhead<R: ReadAhead = Sequential> {
     inner: R,
-    graft: Option<(Shared, PointId, &'static str)>,
+    graft: Option<(Shared, PointId)>,
 }
 
 impl<R: ReadAhead> Default for GraftReadAhead<R> {
@@ -255,7 +249,7 @@ impl<R: ReadAhead> GraftReadAhead<R> {
         let id = point(host, cache_readahead())?;
         Ok(GraftReadAhead {
             inner,
-            graft: Some((host.clone(), id, CACHE_READAHEAD)),
+            graft: Some((host.clone(), id)),
         })
     }
 
@@ -263,7 +257,7 @@ impl<R: ReadAhead> GraftReadAhead<R> {
     /// answered, `Some(None)` when it names no block.
     fn grafted(&mut self, block: u64) -> Option<Option<u64>> {
         let arg = Val::I64(i64::try_from(block).ok()?);
-        let results = call(&self.graft, &mut Vec::new(), &[arg])?;
+        let (results, _) = call(&self.graft, || (Vec::new(), arg))?;
         match results.as_slice() {
             [Val::I64(-1)] => Some(None),
             [Val::I64(b)] => Some(u64::try_from(*b).ok().filter(|&b| b != block)),
@@ -303,7 +297,7 @@ impl<R: ReadAhead> ReadAhead for GraftReadAhead<R> {
 /// `F`, unless a graft on `cache.filter` transforms the block.
 pub struct GraftFilter<F: BlockFilter = Plain> {
     inner: F,
-    graft: Option<(Shared, PointId, &'static str)>,
+    graft: Option<(Shared, PointId)>,
 }
 
 impl<F: BlockFilter> Default for GraftFilter<F> {
@@ -322,7 +316,7 @@ impl<F: BlockFilter> GraftFilter<F> {
         let id = point(host, cache_filter())?;
         Ok(GraftFilter {
             inner,
-            graft: Some((host.clone(), id, CACHE_FILTER)),
+            graft: Some((host.clone(), id)),
         })
     }
 
@@ -332,10 +326,8 @@ impl<F: BlockFilter> GraftFilter<F> {
         let Ok(arg) = i64::try_from(block) else {
             return false;
         };
-        let mut context = data.to_vec();
-        let done = call(&self.graft, &mut context, &[Val::I64(arg)]);
-        match done {
-            Some(_) if context.len() == BLOCK => {
+        match call(&self.graft, || (data.to_vec(), Val::I64(arg))) {
+            Some((_, context)) if context.len() == BLOCK => {
                 data.copy_from_slice(&context);
                 true
             }

@@ -336,10 +336,15 @@ impl Runtime {
 
     /// Whether `point` has any graft (else its compiled-in default runs).
     pub fn is_grafted(&self, point: &str) -> bool {
-        let points = self.core.points.borrow();
-        points
-            .iter()
-            .any(|p| p.spec.name == point && !p.grafts.is_empty())
+        self.point_id(point)
+            .is_some_and(|id| self.is_grafted_at(id))
+    }
+
+    /// [`Runtime::is_grafted`] by handle: one flag, no name lookup (what an
+    /// adapter checks before it builds a call's context).
+    #[inline]
+    pub fn is_grafted_at(&self, point: PointId) -> bool {
+        self.grafted.get(point.0).copied().unwrap_or(false)
     }
 
     /// Calls a replace point: the graft if one is installed and it commits,
@@ -375,16 +380,29 @@ impl Runtime {
         args: &[Val],
         default: impl FnOnce(&[Val]) -> Vec<Val>,
     ) -> Vec<Val> {
-        if !self.grafted.get(point.0).copied().unwrap_or(false) {
-            return default(args);
-        }
-        match self.call_replace(point.0, context, args) {
+        match self.try_invoke_at(point, context, args) {
             Some(results) => results,
             None => default(args),
         }
     }
 
-    /// The slow half of [`Runtime::invoke_at`]: a graft is installed.
+    /// A replace point's graft call by handle: its committed results, or
+    /// `None` when no graft is installed or it aborted (for callers whose
+    /// compiled-in policy is not a function of the same arguments).
+    #[inline]
+    pub fn try_invoke_at(
+        &mut self,
+        point: PointId,
+        context: &mut Vec<u8>,
+        args: &[Val],
+    ) -> Option<Vec<Val>> {
+        if !self.is_grafted_at(point) {
+            return None;
+        }
+        self.call_replace(point.0, context, args)
+    }
+
+    /// The slow half of [`Runtime::try_invoke_at`]: a graft is installed.
     /// `None`: it aborted (or its guard declined), the default serves.
     fn call_replace(
         &mut self,
@@ -411,10 +429,23 @@ impl Runtime {
         context: &mut Vec<u8>,
         args: &[Val],
     ) -> Vec<(GraftId, Result<Vec<Val>, AbortCause>)> {
-        let Some(index) = self.point_index(point) else {
+        match self.point_id(point) {
+            Some(id) => self.dispatch_at(id, context, args),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Runtime::dispatch`] by handle (no name lookup on the hot path).
+    pub fn dispatch_at(
+        &mut self,
+        point: PointId,
+        context: &mut Vec<u8>,
+        args: &[Val],
+    ) -> Vec<(GraftId, Result<Vec<Val>, AbortCause>)> {
+        if !self.is_grafted_at(point) {
             return Vec::new();
-        };
-        let (outcomes, _) = self.core.dispatch(index, context, args);
+        }
+        let (outcomes, _) = self.core.dispatch(point.0, context, args);
         self.settle();
         outcomes
     }
