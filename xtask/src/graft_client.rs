@@ -107,54 +107,22 @@ impl<R, W: Write> Write for Duplex<R, W> {
 /// The bytes of a request, as the image's `Decoder` expects them. Point
 /// names are checked here so a typo gets a local error, not a garbled line.
 pub fn encode(command: &Command) -> anyhow::Result<Vec<u8>> {
-    let point_ok = |name: &str| {
-        let valid = !name.is_empty()
-            && name.len() <= graft_control::MAX_POINT_NAME
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if valid {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(
-                "`{name}` is not a graft point name (1 to {} letters, digits, `.`, `_`, `-`)",
-                graft_control::MAX_POINT_NAME
-            ))
-        }
+    let point = match command {
+        Command::Load { point, .. }
+        | Command::Replace { point, .. }
+        | Command::Unload { point, .. }
+        | Command::Stats { point: Some(point) } => Some(point),
+        Command::List | Command::Stats { point: None } | Command::Log => None,
     };
-    let with_body = |line: String, body: &[u8]| {
-        let mut bytes = line.into_bytes();
-        bytes.extend_from_slice(body);
-        bytes
-    };
-    Ok(match command {
-        Command::Load { point, envelope } => {
-            point_ok(point)?;
-            with_body(format!("load {point} {}\n", envelope.len()), envelope)
-        }
-        Command::Replace {
-            point,
-            graft,
-            envelope,
-        } => {
-            point_ok(point)?;
-            with_body(
-                format!("replace {point} {graft} {}\n", envelope.len()),
-                envelope,
-            )
-        }
-        Command::Unload { point, graft } => {
-            point_ok(point)?;
-            format!("unload {point} {graft}\n").into_bytes()
-        }
-        Command::List => b"list\n".to_vec(),
-        Command::Stats { point: None } => b"stats\n".to_vec(),
-        Command::Stats { point: Some(point) } => {
-            point_ok(point)?;
-            format!("stats {point}\n").into_bytes()
-        }
-        Command::Log => b"log\n".to_vec(),
-    })
+    if let Some(name) = point
+        && !graft_control::valid_point_name(name.as_bytes())
+    {
+        bail!(
+            "`{name}` is not a graft point name (1 to {} letters, digits, `.`, `_`, `-`)",
+            graft_control::MAX_POINT_NAME
+        );
+    }
+    Ok(command.encode())
 }
 
 /// A session with one image's control channel.

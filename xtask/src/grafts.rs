@@ -93,10 +93,13 @@ pub fn build_modules(_release: bool) -> anyhow::Result<Vec<PathBuf>> {
 /// and writes the report under `target/bench/`.
 pub fn bench(accel: crate::qemu::Accel) -> anyhow::Result<()> {
     build_modules(true)?;
-    eprintln!("bench grafts: cargo bench -p grafts --bench overhead (host, release)");
+    eprintln!(
+        "bench grafts: cargo bench -p graft-host --features samples --bench overhead (host, release)"
+    );
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(crate::root())
-        .args(["bench", "-q", "-p", "grafts", "--bench", "overhead"])
+        .args(["bench", "-q", "-p", "graft-host", "--features", "samples"])
+        .args(["--bench", "overhead"])
         .output()
         .context("cannot run cargo bench")?;
     if !output.status.success() {
@@ -131,63 +134,9 @@ pub fn bench(accel: crate::qemu::Accel) -> anyhow::Result<()> {
          | path | read-ahead | page eviction | scheduling | encryption |\n|---|---:|---:|---:|---:|\n"
     );
     let samples = r["samples"].as_array().cloned().unwrap_or_default();
-    let per =
-        |f: &dyn Fn(&serde_json::Value) -> f64| -> Vec<f64> { samples.iter().map(f).collect() };
-    let graft = per(&|s| s["graft_ns"].as_f64().unwrap_or(f64::NAN));
-    let native = per(&|s| s["native_ns"].as_f64().unwrap_or(f64::NAN));
     let indirection = ns("via_point_ns") - ns("direct_ns");
-    let rows: [(&str, Vec<f64>, [&str; 4]); 7] = [
-        (
-            "transaction begin + commit",
-            vec![ns("begin_commit_ns"); 4],
-            ["36+28", "52+34", "38+30", "32+32"],
-        ),
-        (
-            "abort (10 undo records)",
-            vec![ns("abort10_ns"); 4],
-            ["29", "27", "33", "36"],
-        ),
-        ("lock", vec![ns("lock_ns"); 4], ["33", "34", "33", "—"]),
-        (
-            "graft (sandbox entry, body, exit)",
-            graft.clone(),
-            ["2", "160", "35", "166"],
-        ),
-        ("indirection", vec![indirection; 4], ["1", "1", "1", "—"]),
-        (
-            "SFI (graft − native body)",
-            graft.iter().zip(&native).map(|(g, n)| g - n).collect(),
-            ["3", "26", "5", "187"],
-        ),
-        (
-            "native body (for reference)",
-            native.clone(),
-            ["", "", "", ""],
-        ),
-    ];
-    for (name, values, vino) in rows {
-        md.push_str(&format!("| {name} |"));
-        for (v, reference) in values.iter().zip(vino) {
-            let reference = if reference.is_empty() {
-                String::new()
-            } else {
-                format!(" ({reference})")
-            };
-            md.push_str(&format!(" {:.3}{reference} |", us(*v)));
-        }
-        md.push('\n');
-    }
-    let total: Vec<f64> = graft
-        .iter()
-        .map(|g| g + ns("begin_commit_ns") + ns("lock_ns") + indirection)
-        .collect();
-    md.push_str(&format!(
-        "| **total** | **{:.3}** (103) | **{:.3}** (307) | **{:.3}** (142) | **{:.3}** (417) |\n\n",
-        us(total[0]),
-        us(total[1]),
-        us(total[2]),
-        us(total[3])
-    ));
+    md.push_str(&crate::bench::grafts_table::host_rows(&r));
+    md.push('\n');
     let check = |ok: bool| if ok { "PASS" } else { "MISS" };
     md.push_str(&format!(
         "Targets: null graft begin→commit ≤ 1 µs: {} ({:.3} µs); abort with 10 undo records ≤ 2 µs: {} ({:.3} µs); \

@@ -123,6 +123,18 @@ pub fn build(
     release: bool,
     target_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    build_with_features(names, release, target_dir, &[])
+}
+
+/// [`build`] with cargo `features` of the image crates turned on (test
+/// images such as `kv` with `fault-injection`, which belong in a target
+/// directory of their own).
+pub fn build_with_features(
+    names: &[String],
+    release: bool,
+    target_dir: Option<&std::path::Path>,
+    features: &[&str],
+) -> anyhow::Result<Vec<PathBuf>> {
     let known = all()?;
     for name in names {
         if !known.contains(name) {
@@ -150,6 +162,9 @@ pub fn build(
     }
     for name in names {
         cargo.args(["-p", name]);
+    }
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
     }
     if let Some(keys) = trusted_keys() {
         cargo.env(KEYS_ENV, keys);

@@ -117,7 +117,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn valid_point_name(name: &[u8]) -> bool {
+/// Whether `name` is a graft point name: 1 to [`MAX_POINT_NAME`] ASCII
+/// letters, digits, `.`, `_` and `-` (the one rule, for envelopes, the
+/// control protocol and its clients).
+pub fn valid_point_name(name: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= MAX_POINT_NAME
         && name

@@ -24,6 +24,8 @@ pub mod envelope;
 pub mod protocol;
 pub mod replay;
 
-pub use envelope::{Envelope, EnvelopeError, MAX_MODULE, MAX_POINT_NAME, TrustedKeys};
+pub use envelope::{
+    Envelope, EnvelopeError, MAX_MODULE, MAX_POINT_NAME, TrustedKeys, valid_point_name,
+};
 pub use protocol::{Command, Decoder, ProtocolError, Response};
 pub use replay::ReplayGuard;

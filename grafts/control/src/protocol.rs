@@ -46,6 +46,39 @@ pub enum Command {
     Log,
 }
 
+impl Command {
+    /// The request's bytes on the wire, as [`Decoder`] reads them (a
+    /// client's side; the point name is sent as given).
+    pub fn encode(&self) -> Vec<u8> {
+        let with_body = |line: String, body: &[u8]| {
+            let mut bytes = line.into_bytes();
+            bytes.extend_from_slice(body);
+            bytes
+        };
+        match self {
+            Command::Load { point, envelope } => with_body(
+                alloc::format!("load {point} {}\n", envelope.len()),
+                envelope,
+            ),
+            Command::Replace {
+                point,
+                graft,
+                envelope,
+            } => with_body(
+                alloc::format!("replace {point} {graft} {}\n", envelope.len()),
+                envelope,
+            ),
+            Command::Unload { point, graft } => {
+                alloc::format!("unload {point} {graft}\n").into_bytes()
+            }
+            Command::List => b"list\n".to_vec(),
+            Command::Stats { point: None } => b"stats\n".to_vec(),
+            Command::Stats { point: Some(point) } => alloc::format!("stats {point}\n").into_bytes(),
+            Command::Log => b"log\n".to_vec(),
+        }
+    }
+}
+
 /// Why a request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolError {
@@ -128,12 +161,7 @@ impl Default for Decoder {
 
 fn point_name(word: Option<&str>) -> Result<String, ProtocolError> {
     let name = word.ok_or_else(|| ProtocolError::new("missing graft point name"))?;
-    let valid = !name.is_empty()
-        && name.len() <= crate::envelope::MAX_POINT_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if valid {
+    if crate::envelope::valid_point_name(name.as_bytes()) {
         Ok(name.to_string())
     } else {
         Err(ProtocolError::new("bad graft point name"))
@@ -289,6 +317,37 @@ mod tests {
 
     fn all(decoder: &mut Decoder, mut bytes: &[u8]) -> Vec<Result<Command, ProtocolError>> {
         core::iter::from_fn(|| decoder.decode(&mut bytes)).collect()
+    }
+
+    #[test]
+    fn every_command_decodes_as_it_was_encoded() {
+        let commands = [
+            Command::Load {
+                point: "net.rx".into(),
+                envelope: b"A\nB".to_vec(),
+            },
+            Command::Replace {
+                point: "p".into(),
+                graft: 7,
+                envelope: b"xyz".to_vec(),
+            },
+            Command::Unload {
+                point: "sched.pick".into(),
+                graft: 3,
+            },
+            Command::List,
+            Command::Stats { point: None },
+            Command::Stats {
+                point: Some("cache.evict".into()),
+            },
+            Command::Log,
+        ];
+        let stream: Vec<u8> = commands.iter().flat_map(Command::encode).collect();
+        let decoded: Vec<Command> = all(&mut Decoder::new(), &stream)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(decoded, commands);
     }
 
     #[test]

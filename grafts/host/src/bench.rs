@@ -48,6 +48,12 @@ impl Plan {
         batch_ns: 20_000_000,
         max_iterations: 1 << 20,
     };
+    /// On the host: 15 batches of about 20 ms, up to 4 Mi iterations each.
+    pub const HOST: Plan = Plan {
+        batches: 15,
+        batch_ns: 20_000_000,
+        max_iterations: 1 << 22,
+    };
 }
 
 /// One figure: per-iteration nanoseconds over the batches.
@@ -164,6 +170,39 @@ pub struct Natives<'a> {
     pub evict: Option<Native<'a>>,
     pub sched: Option<Native<'a>>,
     pub cipher: Option<Native<'a>>,
+}
+
+/// The samples' own algorithms, compiled into the caller, on the inputs
+/// [`samples`] gives their grafts.
+#[cfg(feature = "samples")]
+pub fn natives() -> Natives<'static> {
+    let evict = evict_context();
+    let sched = sched_context();
+    let mut last_group = 255u8;
+    let mut block = cipher_block();
+    Natives {
+        readahead: Some(Box::new(|| {
+            let block = black_box(READAHEAD_BLOCK);
+            black_box(graft_strided_readahead::prefetch(block, 33, 7));
+        })),
+        evict: Some(Box::new(move || {
+            let blocks = black_box(&evict)
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+            black_box(graft_keep_hot::victim(blocks));
+        })),
+        sched: Some(Box::new(move || {
+            let tasks = black_box(&sched).chunks(4).map(|t| (t[0], t[1]));
+            if let Some(i) = graft_priority_sched::choose(tasks, last_group) {
+                last_group = sched[i * 4 + 1];
+            }
+            black_box(last_group);
+        })),
+        cipher: Some(Box::new(move || {
+            graft_stream_cipher::apply(CIPHER_BLOCK_NUMBER as u64, 0, &mut block);
+            black_box(&block);
+        })),
+    }
 }
 
 /// One of VINO's four sample grafts.

@@ -19,9 +19,7 @@ unikernel::image!(main: main);
 
 #[cfg(target_os = "none")]
 async fn main() -> i32 {
-    use alloc::boxed::Box;
-    use core::hint::black_box;
-    use graft_host::bench::{self, Modules, Natives, Plan};
+    use graft_host::bench::{self, Modules, Plan};
 
     macro_rules! graft {
         ($name:literal) => {
@@ -43,38 +41,9 @@ async fn main() -> i32 {
         cipher: graft!("stream-cipher"),
     };
 
-    // The same algorithms, compiled natively, on the same inputs.
-    let evict_context = bench::evict_context();
-    let sched_context = bench::sched_context();
-    let mut last_group = 255u8;
-    let mut block = bench::cipher_block();
-    let natives = Natives {
-        readahead: Some(Box::new(|| {
-            let block = black_box(bench::READAHEAD_BLOCK);
-            black_box(graft_strided_readahead::prefetch(block, 33, 7));
-        })),
-        evict: Some(Box::new(|| {
-            let blocks = black_box(&evict_context)
-                .chunks(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-            black_box(graft_keep_hot::victim(blocks));
-        })),
-        sched: Some(Box::new(|| {
-            let tasks = black_box(&sched_context).chunks(4).map(|t| (t[0], t[1]));
-            if let Some(i) = graft_priority_sched::choose(tasks, last_group) {
-                last_group = sched_context[i * 4 + 1];
-            }
-            black_box(last_group);
-        })),
-        cipher: Some(Box::new(|| {
-            graft_stream_cipher::apply(bench::CIPHER_BLOCK_NUMBER as u64, 0, &mut block);
-            black_box(&block);
-        })),
-    };
-
     let host = graft_host::serve::host();
     let now = || unikernel::arch::clock_now().as_nanos();
-    let samples = bench::samples(modules, natives);
+    let samples = bench::samples(modules, bench::natives());
     let table = bench::run(&mut host.borrow_mut(), &now, Plan::IMAGE, samples);
     match table {
         Ok(table) => {

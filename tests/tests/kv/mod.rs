@@ -34,15 +34,14 @@ pub fn fault_image() -> PathBuf {
         return path.clone();
     }
     let dir = xtask::root().join("target/kv-fault");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(xtask::root())
-        .args(["build", "-p", "kv", "--features", "fault-injection"])
-        .args(["--target", xtask::images::TARGET, "--target-dir"])
-        .arg(&dir)
-        .status()
-        .expect("cannot run cargo");
-    assert!(status.success(), "building kv with fault injection failed");
-    let path = xtask::images::elf_path("kv", false, Some(&dir));
+    let path = xtask::images::build_with_features(
+        &["kv".to_string()],
+        false,
+        Some(&dir),
+        &["fault-injection"],
+    )
+    .unwrap_or_else(|e| panic!("building kv with fault injection: {e:#}"))
+    .remove(0);
     *built = Some(path.clone());
     path
 }

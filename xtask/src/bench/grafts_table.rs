@@ -81,6 +81,29 @@ fn rows(t: &Value) -> Vec<(&'static str, Vec<f64>, [&'static str; 4])> {
     ]
 }
 
+/// ` (VINO's figure)`, or nothing where VINO has none.
+fn reference(vino: &str) -> String {
+    if vino.is_empty() {
+        String::new()
+    } else {
+        format!(" ({vino})")
+    }
+}
+
+/// The rows of VINO's table as measured on the host (µs), VINO's figure
+/// beside each: the body of the report's host section.
+pub fn host_rows(host: &Value) -> String {
+    let mut md = String::new();
+    for (name, values, vino) in rows(host) {
+        md.push_str(&format!("| {name} |"));
+        for (value, vino) in values.iter().zip(vino) {
+            md.push_str(&format!(" {}{} |", us(*value), reference(vino)));
+        }
+        md.push('\n');
+    }
+    md
+}
+
 /// The Markdown section: the in-image table (host and VINO beside each
 /// figure), the spread of every in-image figure, and the targets.
 pub fn section(mode: &str, image: &Value, host: &Value) -> String {
@@ -94,23 +117,19 @@ pub fn section(mode: &str, image: &Value, host: &Value) -> String {
          the **median over the boots of the median of {batches} batches** of about {batch_ms:.0} ms (the \
          iteration count per batch is found by a warm-up). The native bodies are the samples' own functions compiled into the image, so SFI is \
          graft − native, both in the image. Indirection is an empty graft point against a direct call \
-         of a default that returns nothing (on the host the default allocates its result, on both \
-         sides). Each cell: **in image** / host (release, native CPU) \
+         of a default that returns nothing, as on the host (the same measurement, `graft_host::bench`). \
+         Each cell: **in image** / host (release, native CPU) \
          (VINO, OSDI '96, from shared/ANCHORS.md), µs per graft invocation.\n\n\
          | path | read-ahead | page eviction | scheduling | encryption |\n|---|---:|---:|---:|---:|\n"
     );
     for ((name, inside, vino), (_, outside, _)) in rows(image).into_iter().zip(rows(host)) {
         md.push_str(&format!("| {name} |"));
         for i in 0..4 {
-            let reference = if vino[i].is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", vino[i])
-            };
             md.push_str(&format!(
-                " **{}** / {}{reference} |",
+                " **{}** / {}{} |",
                 us(inside[i]),
-                us(outside[i])
+                us(outside[i]),
+                reference(vino[i])
             ));
         }
         md.push('\n');

@@ -368,21 +368,14 @@ fn ping(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
 /// directory (the benchmarked image itself has no fault injection).
 fn fault_image() -> anyhow::Result<PathBuf> {
     let dir = crate::root().join("target/kv-fault");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(crate::root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "kv",
-            "--features",
-            "fault-injection",
-        ])
-        .args(["--target", crate::images::TARGET, "--target-dir"])
-        .arg(&dir)
-        .status()?;
-    anyhow::ensure!(status.success(), "building kv with fault injection failed");
-    Ok(crate::images::elf_path("kv", true, Some(&dir)))
+    let built = crate::images::build_with_features(
+        &["kv".to_string()],
+        true,
+        Some(&dir),
+        &["fault-injection"],
+    )
+    .context("building kv with fault injection")?;
+    Ok(built[0].clone())
 }
 
 /// Writes `bytes` of distinct keys (4 KiB values, pipelined) and waits for

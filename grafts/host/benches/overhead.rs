@@ -1,0 +1,34 @@
+//! VINO's overhead table on the host: the same measurement as the
+//! `graftbench` image (`graft_host::bench`), on std's clock; prints one
+//! JSON object that `cargo xtask bench grafts` turns into the report.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use graft_host::GraftHost;
+use graft_host::bench::{self, Modules, Plan};
+
+fn main() {
+    let module =
+        |name: &str| xtask::grafts::module(name).unwrap_or_else(|e| panic!("graft {name}: {e:#}"));
+    let (readahead, evict) = (module("strided-readahead"), module("keep-hot"));
+    let (sched, cipher) = (module("priority-sched"), module("stream-cipher"));
+    let modules = Modules {
+        readahead: &readahead,
+        evict: &evict,
+        sched: &sched,
+        cipher: &cipher,
+    };
+    let start = Instant::now();
+    let now = || start.elapsed().as_nanos() as u64;
+    let clock = Rc::new(grafts::testing::Ticks::default());
+    let mut host = GraftHost::new(clock, graft_control::TrustedKeys::default());
+    let samples = bench::samples(modules, bench::natives());
+    match bench::run(&mut host, &now, Plan::HOST, samples) {
+        Ok(table) => println!("{table}"),
+        Err(e) => {
+            eprintln!("overhead: {e}");
+            std::process::exit(1);
+        }
+    }
+}
