@@ -190,7 +190,7 @@ fn every_hostile_graft_is_contained_while_a_client_is_served() {
     let traffic = Traffic::start(guest.addr_of(80));
     for hostile in HOSTILE {
         let before = control.stats();
-        let id = control.load_ok("net.rx", &sealed("net.rx", ALL, &wasm(hostile.wat)));
+        let id = control.load_ok("net.rx", &hostile.envelope());
         wait_for(&guest, &format!("{} to be unloaded", hostile.name), || {
             control.installed() == 0
         });

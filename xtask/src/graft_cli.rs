@@ -2,8 +2,10 @@
 //! manner of `bpftool prog load/show`.
 //!
 //! Each subcommand is one request to the image's graft control channel
-//! ([`crate::graft_client`]): `load` and `replace` first sign the module with
-//! the development key ([`crate::keys`]) under a fresh sequence number. The
+//! ([`crate::graft_client`]): `load` and `replace` first compile the module
+//! to the images' machine code (Wasmtime's Cranelift, ahead of time) and
+//! sign the artifact with the development key ([`crate::keys`]) under a
+//! fresh sequence number. The
 //! reply is printed for people ([`crate::graft_view`]) or, with `--json`, as
 //! the image sent it. A refusal by the image prints `graft: refused: …` and
 //! exits 1.
@@ -179,8 +181,24 @@ fn envelope_for(point: &str, module: &str, grant: &str) -> anyhow::Result<Vec<u8
             path.display()
         );
     }
-    crate::keys::seal(point, grant, &bytes)
-        .with_context(|| format!("cannot sign {}", path.display()))
+    let artifact = crate::keys::compile(&bytes)
+        .with_context(|| format!("cannot compile {}", path.display()))?;
+    eprintln!(
+        "graft: compiled {} ({} bytes of WebAssembly) to {} bytes of x86-64 code ({})",
+        path.display(),
+        bytes.len(),
+        artifact.len(),
+        grafts::ENGINE
+    );
+    let key = crate::keys::dev_key()?;
+    crate::keys::seal_artifact(
+        &key.sk,
+        crate::keys::next_sequence(),
+        point,
+        grant,
+        &artifact,
+    )
+    .with_context(|| format!("cannot sign {}", path.display()))
 }
 
 /// Where `module` is: an existing file, or a sample's name resolved to

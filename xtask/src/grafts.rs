@@ -1,5 +1,7 @@
 //! Graft tooling: compiling the graft crates under `grafts/samples/` to
-//! WebAssembly (`target/grafts/<name>.wasm`, with their sizes).
+//! WebAssembly (`target/grafts/<name>.wasm`), and each module on to the
+//! images' machine code (`target/grafts/<name>.cwasm`, the artifact an
+//! envelope carries), with their sizes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,14 +53,26 @@ pub fn build_into(out: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<P
         let from = built.join(format!("{}.wasm", package.replace('-', "_")));
         let to = out.join(format!("{stem}.wasm"));
         std::fs::copy(&from, &to).with_context(|| format!("no {}", from.display()))?;
+        let wasm = std::fs::read(&to)?;
+        let artifact = write_artifact(out, &stem, &wasm)?;
         eprintln!(
-            "graft: {:<20} {:>6} bytes",
+            "graft: {:<20} {:>6} bytes of WebAssembly, {:>7} bytes compiled",
             stem,
-            std::fs::metadata(&to)?.len()
+            wasm.len(),
+            artifact
         );
         paths.push(to);
     }
+    write_artifact(out, "null-graft", grafts::testing::NULL_GRAFT)?;
     Ok(paths)
+}
+
+/// Compiles `wasm` for the images to `out/<stem>.cwasm`; returns its size.
+fn write_artifact(out: &Path, stem: &str, wasm: &[u8]) -> anyhow::Result<usize> {
+    let artifact = crate::keys::compile(wasm).with_context(|| format!("graft {stem}"))?;
+    let path = out.join(format!("{stem}.cwasm"));
+    std::fs::write(&path, &artifact).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(artifact.len())
 }
 
 /// The bytes of graft module `name` (`target/grafts/<name>.wasm`, as
@@ -93,12 +107,10 @@ pub fn build_modules(_release: bool) -> anyhow::Result<Vec<PathBuf>> {
 /// and writes the report under `target/bench/`.
 pub fn bench(accel: crate::qemu::Accel) -> anyhow::Result<()> {
     build_modules(true)?;
-    eprintln!(
-        "bench grafts: cargo bench -p graft-host --features samples --bench overhead (host, release)"
-    );
+    eprintln!("bench grafts: cargo bench -p graft-bench --bench overhead (host, release)");
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(crate::root())
-        .args(["bench", "-q", "-p", "graft-host", "--features", "samples"])
+        .args(["bench", "-q", "-p", "graft-bench"])
         .args(["--bench", "overhead"])
         .output()
         .context("cannot run cargo bench")?;

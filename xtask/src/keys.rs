@@ -49,14 +49,15 @@ pub fn public_hex() -> anyhow::Result<String> {
     Ok(hex(dev_key()?.pk.as_ref()))
 }
 
-/// Seals `module` for graft point `point` with capability grant `grant`,
-/// signed with the development key under a fresh sequence number.
+/// Compiles the WebAssembly `module` to machine code for the images and
+/// seals the artifact for graft point `point` with capability grant
+/// `grant`, signed with the development key under a fresh sequence number.
 pub fn seal(point: &str, grant: &str, module: &[u8]) -> anyhow::Result<Vec<u8>> {
     let key = dev_key()?;
     seal_with(&key.sk, next_sequence(), point, grant, module)
 }
 
-/// Seals with any key and sequence: for tests that need a wrong key or a
+/// [`seal`] with any key and sequence: for tests that need a wrong key or a
 /// replayed sequence number.
 pub fn seal_with(
     key: &SecretKey,
@@ -65,7 +66,24 @@ pub fn seal_with(
     grant: &str,
     module: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
-    graft_control::envelope::seal(key, sequence, point, grant, module)
+    let artifact = compile(module)?;
+    seal_artifact(key, sequence, point, grant, &artifact)
+}
+
+/// Compiles a WebAssembly module for the images (`x86_64-unknown-none`).
+pub fn compile(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    grafts::compile(module, grafts::Target::Image).map_err(|error| anyhow::anyhow!("{error}"))
+}
+
+/// Seals an artifact already compiled for the images.
+pub fn seal_artifact(
+    key: &SecretKey,
+    sequence: u64,
+    point: &str,
+    grant: &str,
+    artifact: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    graft_control::envelope::seal(key, sequence, point, grant, grafts::ENGINE, artifact)
         .map_err(|error| anyhow::anyhow!("cannot seal a graft for `{point}`: {error}"))
 }
 
@@ -289,8 +307,8 @@ mod tests {
         let second = Envelope::parse(&second).unwrap();
         assert_eq!(first.verify(&trusted), Ok(()));
         assert_eq!(
-            (first.point, first.grant, first.module),
-            ("net.rx", "context,log", MODULE)
+            (first.point, first.grant, first.engine),
+            ("net.rx", "context,log", grafts::ENGINE)
         );
         let mut guard = ReplayGuard::new();
         guard.accept(&first);

@@ -4,20 +4,26 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 8 | magic `RSGRAFT2` |
+//! | 8 | magic `RSGRAFT3` |
 //! | 32 | signer's Ed25519 public key |
 //! | 8 | sequence number (strictly increasing per key: no replays) |
 //! | 1 | length `p` of the graft point's name (1..=64) |
 //! | p | graft point name (ASCII letters, digits, `.`, `_`, `-`) |
 //! | 1 | length `g` of the grant (0..=128) |
 //! | g | capabilities the loader grants, comma-separated names (`context,maps`) |
-//! | 4 | length `m` of the module (1..=[`MAX_MODULE`]) |
-//! | m | WebAssembly module |
+//! | 1 | length `e` of the engine's name (1..=64) |
+//! | e | the graft engine the artifact was compiled for (printable ASCII) |
+//! | 4 | length `m` of the artifact (1..=[`MAX_ARTIFACT`]) |
+//! | m | the graft's artifact: its module compiled to machine code |
 //! | 64 | Ed25519 signature of every byte above |
 //!
-//! Binding the point name and sequence into the signed bytes means a module
-//! signed for one point cannot be loaded on another, and a captured
-//! envelope cannot be sent again. The grant is signed too: whoever carries
+//! The signature vouches for machine code, as MiSFIT's did in VINO: the
+//! host compiles the graft when it signs it, and the image runs what was
+//! signed. Binding the point name and sequence into the signed bytes means
+//! an artifact signed for one point cannot be loaded on another, and a
+//! captured envelope cannot be sent again; binding the engine's name means
+//! an image refuses code compiled for another engine version or
+//! configuration, and says so. The grant is signed too: whoever carries
 //! the envelope cannot widen what the signer allowed. The image intersects
 //! the grant with what the point permits (its policy may narrow it further);
 //! the names are checked there, against the runtime's capability table.
@@ -25,25 +31,29 @@
 use ed25519_compact::{PublicKey, Signature};
 
 /// Envelope magic and version.
-pub const MAGIC: &[u8; 8] = b"RSGRAFT2";
-/// Largest module accepted, in bytes.
-pub const MAX_MODULE: usize = 256 * 1024;
+pub const MAGIC: &[u8; 8] = b"RSGRAFT3";
+/// Largest artifact accepted, in bytes.
+pub const MAX_ARTIFACT: usize = 512 * 1024;
+/// Longest engine name.
+pub const MAX_ENGINE: usize = 64;
 /// Longest graft point name.
 pub const MAX_POINT_NAME: usize = 64;
 /// Longest grant (capability list).
 pub const MAX_GRANT: usize = 128;
 /// Bytes an envelope adds around its module, point name and grant.
-pub const OVERHEAD: usize = 8 + 32 + 8 + 1 + 1 + 4 + 64;
+pub const OVERHEAD: usize = 8 + 32 + 8 + 1 + 1 + 1 + 4 + 64;
 /// Largest envelope accepted.
-pub const MAX_ENVELOPE: usize = OVERHEAD + MAX_POINT_NAME + MAX_GRANT + MAX_MODULE;
+pub const MAX_ENVELOPE: usize = OVERHEAD + MAX_POINT_NAME + MAX_GRANT + MAX_ENGINE + MAX_ARTIFACT;
 
 /// Why an envelope was refused. Every variant is the sender's fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvelopeError {
     /// Not an envelope (wrong magic) or cut short.
     Malformed(&'static str),
-    /// The module is larger than [`MAX_MODULE`] (or empty).
-    ModuleSize(usize),
+    /// The artifact is larger than [`MAX_ARTIFACT`] (or empty).
+    ArtifactSize(usize),
+    /// The engine name is empty, too long or not printable ASCII.
+    BadEngine,
     /// The point name is empty, too long or has characters outside the set.
     BadPointName,
     /// The grant is too long or has characters outside `a-z`, `-`, `,`.
@@ -60,9 +70,13 @@ impl core::fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             EnvelopeError::Malformed(what) => write!(f, "malformed envelope: {what}"),
-            EnvelopeError::ModuleSize(n) => {
-                write!(f, "module size {n} bytes is outside 1..={MAX_MODULE}")
+            EnvelopeError::ArtifactSize(n) => {
+                write!(f, "artifact size {n} bytes is outside 1..={MAX_ARTIFACT}")
             }
+            EnvelopeError::BadEngine => write!(
+                f,
+                "bad engine name (1 to {MAX_ENGINE} bytes of printable ASCII)"
+            ),
             EnvelopeError::BadPointName => write!(f, "bad graft point name"),
             EnvelopeError::BadGrant => write!(
                 f,
@@ -91,7 +105,10 @@ pub struct Envelope<'a> {
     pub point: &'a str,
     /// Capability names the signer grants, comma-separated (may be empty).
     pub grant: &'a str,
-    pub module: &'a [u8],
+    /// The engine the artifact was compiled for.
+    pub engine: &'a str,
+    /// The graft, compiled to machine code.
+    pub artifact: &'a [u8],
     signed: &'a [u8],
     signature: [u8; 64],
 }
@@ -128,6 +145,10 @@ pub fn valid_point_name(name: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+fn valid_engine(engine: &[u8]) -> bool {
+    !engine.is_empty() && engine.len() <= MAX_ENGINE && engine.iter().all(|&b| b.is_ascii_graphic())
+}
+
 fn valid_grant(grant: &[u8]) -> bool {
     grant.len() <= MAX_GRANT
         && grant
@@ -156,11 +177,17 @@ impl<'a> Envelope<'a> {
         if !valid_grant(grant) {
             return Err(EnvelopeError::BadGrant);
         }
-        let module_len = u32::from_le_bytes(r.array("cut short in the module length")?) as usize;
-        if module_len == 0 || module_len > MAX_MODULE {
-            return Err(EnvelopeError::ModuleSize(module_len));
+        let engine_len = usize::from(r.array::<1>("cut short in the engine name")?[0]);
+        let engine = r.take(engine_len, "cut short in the engine name")?;
+        if !valid_engine(engine) {
+            return Err(EnvelopeError::BadEngine);
         }
-        let module = r.take(module_len, "cut short in the module")?;
+        let artifact_len =
+            u32::from_le_bytes(r.array("cut short in the artifact length")?) as usize;
+        if artifact_len == 0 || artifact_len > MAX_ARTIFACT {
+            return Err(EnvelopeError::ArtifactSize(artifact_len));
+        }
+        let artifact = r.take(artifact_len, "cut short in the artifact")?;
         let signed = &bytes[..bytes.len() - r.bytes.len()];
         let signature = r.array::<64>("cut short in the signature")?;
         if !r.bytes.is_empty() {
@@ -170,12 +197,14 @@ impl<'a> Envelope<'a> {
         }
         let point = core::str::from_utf8(point).map_err(|_| EnvelopeError::BadPointName)?;
         let grant = core::str::from_utf8(grant).map_err(|_| EnvelopeError::BadGrant)?;
+        let engine = core::str::from_utf8(engine).map_err(|_| EnvelopeError::BadEngine)?;
         Ok(Envelope {
             signer,
             sequence,
             point,
             grant,
-            module,
+            engine,
+            artifact,
             signed,
             signature,
         })
@@ -241,7 +270,8 @@ pub fn seal(
     sequence: u64,
     point: &str,
     grant: &str,
-    module: &[u8],
+    engine: &str,
+    artifact: &[u8],
 ) -> Result<alloc::vec::Vec<u8>, EnvelopeError> {
     if !valid_point_name(point.as_bytes()) {
         return Err(EnvelopeError::BadPointName);
@@ -249,11 +279,15 @@ pub fn seal(
     if !valid_grant(grant.as_bytes()) {
         return Err(EnvelopeError::BadGrant);
     }
-    if module.is_empty() || module.len() > MAX_MODULE {
-        return Err(EnvelopeError::ModuleSize(module.len()));
+    if !valid_engine(engine.as_bytes()) {
+        return Err(EnvelopeError::BadEngine);
     }
-    let mut out =
-        alloc::vec::Vec::with_capacity(OVERHEAD + point.len() + grant.len() + module.len());
+    if artifact.is_empty() || artifact.len() > MAX_ARTIFACT {
+        return Err(EnvelopeError::ArtifactSize(artifact.len()));
+    }
+    let mut out = alloc::vec::Vec::with_capacity(
+        OVERHEAD + point.len() + grant.len() + engine.len() + artifact.len(),
+    );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(secret.public_key().as_ref());
     out.extend_from_slice(&sequence.to_le_bytes());
@@ -261,8 +295,10 @@ pub fn seal(
     out.extend_from_slice(point.as_bytes());
     out.push(grant.len() as u8);
     out.extend_from_slice(grant.as_bytes());
-    out.extend_from_slice(&(module.len() as u32).to_le_bytes());
-    out.extend_from_slice(module);
+    out.push(engine.len() as u8);
+    out.extend_from_slice(engine.as_bytes());
+    out.extend_from_slice(&(artifact.len() as u32).to_le_bytes());
+    out.extend_from_slice(artifact);
     let signature = secret.sign(&out, None);
     out.extend_from_slice(signature.as_ref());
     Ok(out)
@@ -281,28 +317,29 @@ mod tests {
         TrustedKeys::new([*key(1).pk])
     }
 
-    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+    const ARTIFACT: &[u8] = b"\x7fELF artifact bytes";
+    const ENGINE: &str = "test-engine/1";
     const GRANT: &str = "context,counters";
 
     #[test]
     fn a_sealed_envelope_parses_and_verifies() {
-        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, MODULE).unwrap();
+        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, ENGINE, ARTIFACT).unwrap();
         let envelope = Envelope::parse(&bytes).unwrap();
         assert_eq!(
             (
                 envelope.sequence,
                 envelope.point,
                 envelope.grant,
-                envelope.module
+                envelope.artifact
             ),
-            (7, "net.rx", GRANT, MODULE)
+            (7, "net.rx", GRANT, ARTIFACT)
         );
         assert_eq!(envelope.verify(&trusted()), Ok(()));
     }
 
     #[test]
     fn every_single_byte_flip_is_detected() {
-        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, MODULE).unwrap();
+        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, ENGINE, ARTIFACT).unwrap();
         for i in 0..bytes.len() {
             let mut tampered = bytes.clone();
             tampered[i] ^= 0x20;
@@ -313,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_wrong_key_is_refused_even_with_a_valid_signature() {
-        let bytes = seal(&key(2).sk, 7, "net.rx", GRANT, MODULE).unwrap();
+        let bytes = seal(&key(2).sk, 7, "net.rx", GRANT, ENGINE, ARTIFACT).unwrap();
         let envelope = Envelope::parse(&bytes).unwrap();
         assert_eq!(
             envelope.verify(&trusted()),
@@ -328,7 +365,7 @@ mod tests {
 
     #[test]
     fn truncations_and_garbage_are_clean_errors() {
-        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, MODULE).unwrap();
+        let bytes = seal(&key(1).sk, 7, "net.rx", GRANT, ENGINE, ARTIFACT).unwrap();
         for len in 0..bytes.len() {
             assert!(matches!(
                 Envelope::parse(&bytes[..len]),
@@ -348,44 +385,67 @@ mod tests {
     fn limits_and_names_are_enforced() {
         let sk = key(1).sk;
         assert_eq!(
-            seal(&sk, 1, "net rx", GRANT, MODULE),
+            seal(&sk, 1, "net rx", GRANT, ENGINE, ARTIFACT),
             Err(EnvelopeError::BadPointName)
         );
         assert_eq!(
-            seal(&sk, 1, "", GRANT, MODULE),
+            seal(&sk, 1, "", GRANT, ENGINE, ARTIFACT),
             Err(EnvelopeError::BadPointName)
         );
-        let huge = alloc::vec![0u8; MAX_MODULE + 1];
+        let huge = alloc::vec![0u8; MAX_ARTIFACT + 1];
         assert_eq!(
-            seal(&sk, 1, "p", GRANT, &huge),
-            Err(EnvelopeError::ModuleSize(MAX_MODULE + 1))
+            seal(&sk, 1, "p", GRANT, ENGINE, &huge),
+            Err(EnvelopeError::ArtifactSize(MAX_ARTIFACT + 1))
         );
         // A length field claiming more than the limit is refused before reading.
-        let mut bytes = seal(&sk, 1, "p", GRANT, MODULE).unwrap();
-        let at = 8 + 32 + 8 + 1 + 1 + 1 + GRANT.len();
+        let mut bytes = seal(&sk, 1, "p", GRANT, ENGINE, ARTIFACT).unwrap();
+        let at = 8 + 32 + 8 + 1 + 1 + 1 + GRANT.len() + 1 + ENGINE.len();
         bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
             Envelope::parse(&bytes).unwrap_err(),
-            EnvelopeError::ModuleSize(u32::MAX as usize)
+            EnvelopeError::ArtifactSize(u32::MAX as usize)
+        );
+    }
+
+    #[test]
+    fn the_engine_name_is_carried_signed_and_checked() {
+        let sk = key(1).sk;
+        let bytes = seal(&sk, 1, "p", GRANT, ENGINE, ARTIFACT).unwrap();
+        assert_eq!(Envelope::parse(&bytes).unwrap().engine, ENGINE);
+        for bad in ["", "has space", &"e".repeat(MAX_ENGINE + 1)] {
+            assert_eq!(
+                seal(&sk, 1, "p", GRANT, bad, ARTIFACT),
+                Err(EnvelopeError::BadEngine)
+            );
+        }
+        // Relabelling the engine in transit breaks the signature.
+        let mut relabelled = bytes.clone();
+        let at = 8 + 32 + 8 + 1 + 1 + 1 + GRANT.len() + 1;
+        relabelled[at] = b'b';
+        let envelope = Envelope::parse(&relabelled).unwrap();
+        assert_ne!(envelope.engine, ENGINE);
+        assert_eq!(
+            envelope.verify(&trusted()),
+            Err(EnvelopeError::BadSignature)
         );
     }
 
     #[test]
     fn the_grant_is_signed_and_checked() {
         let sk = key(1).sk;
-        let empty = seal(&sk, 1, "p", "", MODULE).unwrap();
+        let empty = seal(&sk, 1, "p", "", ENGINE, ARTIFACT).unwrap();
         assert_eq!(Envelope::parse(&empty).unwrap().grant, "");
         assert_eq!(
-            seal(&sk, 1, "p", "maps;log", MODULE),
+            seal(&sk, 1, "p", "maps;log", ENGINE, ARTIFACT),
             Err(EnvelopeError::BadGrant)
         );
         let long = "a".repeat(MAX_GRANT + 1);
         assert_eq!(
-            seal(&sk, 1, "p", &long, MODULE),
+            seal(&sk, 1, "p", &long, ENGINE, ARTIFACT),
             Err(EnvelopeError::BadGrant)
         );
         // Widening the grant in transit breaks the signature.
-        let mut bytes = seal(&sk, 1, "p", "maps", MODULE).unwrap();
+        let mut bytes = seal(&sk, 1, "p", "maps", ENGINE, ARTIFACT).unwrap();
         let at = 8 + 32 + 8 + 1 + 1 + 1;
         bytes[at..at + 4].copy_from_slice(b"logs");
         let envelope = Envelope::parse(&bytes).unwrap();

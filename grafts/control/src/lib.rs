@@ -25,7 +25,8 @@ pub mod protocol;
 pub mod replay;
 
 pub use envelope::{
-    Envelope, EnvelopeError, MAX_MODULE, MAX_POINT_NAME, TrustedKeys, valid_point_name,
+    Envelope, EnvelopeError, MAX_ARTIFACT, MAX_ENGINE, MAX_POINT_NAME, TrustedKeys,
+    valid_point_name,
 };
 pub use protocol::{Command, Decoder, ProtocolError, Response};
 pub use replay::ReplayGuard;

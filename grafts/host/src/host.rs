@@ -6,6 +6,7 @@ use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::{RefCell, RefMut};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use graft_control::{Command, Envelope, EnvelopeError, ReplayGuard, Response, TrustedKeys};
 use grafts::{
@@ -19,14 +20,34 @@ use crate::json;
 /// tasks: borrowed only for the length of one call, never across `await`).
 pub type Shared = Rc<RefCell<GraftHost>>;
 
-/// The host, borrowed for a call at `point`, when a graft is loaded there
-/// and no management command holds the host; otherwise `None`, and the
-/// caller's compiled-in policy serves without building the call's context.
-/// Every adapter (receive path, scheduler, cache, application events) goes
-/// through this one gate.
+/// The host, borrowed for a call at `point`, when a graft is loaded there;
+/// otherwise `None`, and the caller's compiled-in policy serves without
+/// building the call's context. Every adapter (receive path, scheduler,
+/// cache, application events) goes through this one gate.
+///
+/// The host is borrowed only for the length of one call or command, never
+/// across an `await`, so on one CPU it is free whenever an adapter runs.
+/// Should it be borrowed all the same (a policy consulted from inside a
+/// graft call or a command), the compiled-in policy serves that one call and
+/// the skip is counted ([`busy_skips`], `busy_skips` in `graft stats`):
+/// never silently.
 pub fn grafted(host: &Shared, point: PointId) -> Option<RefMut<'_, GraftHost>> {
-    let host = host.try_borrow_mut().ok()?;
-    host.runtime.is_grafted_at(point).then_some(host)
+    match host.try_borrow_mut() {
+        Ok(host) => host.runtime.is_grafted_at(point).then_some(host),
+        Err(_) => {
+            BUSY_SKIPS.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Calls at which the compiled-in policy served because the host was busy.
+static BUSY_SKIPS: AtomicU64 = AtomicU64::new(0);
+
+/// How many policy calls [`grafted`] passed to the compiled-in policy
+/// because the host was borrowed.
+pub fn busy_skips() -> u64 {
+    BUSY_SKIPS.load(Ordering::Relaxed)
 }
 
 /// Host counters every image's runtime has (grafts use them through
@@ -39,6 +60,7 @@ pub enum Refusal {
     Envelope(EnvelopeError),
     NoTrustedKey,
     WrongPoint { signed_for: String, asked: String },
+    WrongEngine { compiled_for: String },
     UnknownCapability(String),
     Load(LoadError),
 }
@@ -55,6 +77,12 @@ impl core::fmt::Display for Refusal {
             Refusal::WrongPoint { signed_for, asked } => write!(
                 f,
                 "the envelope is signed for graft point `{signed_for}`, not `{asked}`"
+            ),
+            Refusal::WrongEngine { compiled_for } => write!(
+                f,
+                "the artifact was compiled for graft engine `{compiled_for}`, but this image \
+                 runs `{}`: compile it again with the same Rootstock tree as the image",
+                grafts::ENGINE
             ),
             Refusal::UnknownCapability(name) => {
                 write!(f, "the grant names an unknown capability `{name}`")
@@ -77,7 +105,12 @@ impl GraftHost {
     /// A host with no points yet, trusting `trusted`, on the image's clock.
     pub fn new(clock: Rc<dyn Clock>, trusted: TrustedKeys) -> GraftHost {
         GraftHost {
-            runtime: Runtime::new(COUNTERS, Limits::default(), clock),
+            runtime: Runtime::with_platform(
+                COUNTERS,
+                Limits::default(),
+                clock,
+                crate::native::platform(),
+            ),
             trusted,
             replay: ReplayGuard::new(),
             points: Vec::new(),
@@ -112,7 +145,7 @@ impl GraftHost {
         &mut self.runtime
     }
 
-    /// Checks an envelope at the border and installs its module: as a new
+    /// Checks an envelope at the border and installs its artifact: as a new
     /// graft on `point`, or in place of graft `old`. Nothing changes on error.
     pub fn install(
         &mut self,
@@ -132,15 +165,20 @@ impl GraftHost {
             });
         }
         self.replay.check(&envelope).map_err(Refusal::Envelope)?;
+        if envelope.engine != grafts::ENGINE {
+            return Err(Refusal::WrongEngine {
+                compiled_for: envelope.engine.to_string(),
+            });
+        }
         let granted = Capabilities::parse(envelope.grant)
             .map_err(|name| Refusal::UnknownCapability(name.to_string()))?;
         let id = match old {
-            None => self.runtime.load(point, envelope.module, granted),
-            Some(old) => self.runtime.replace(point, old, envelope.module, granted),
+            None => self.runtime.load(point, envelope.artifact, granted),
+            Some(old) => self.runtime.replace(point, old, envelope.artifact, granted),
         }
         .map_err(Refusal::Load)?;
         self.replay.accept(&envelope);
-        Ok((id, envelope.module.len()))
+        Ok((id, envelope.artifact.len()))
     }
 
     /// Carries out one management command.

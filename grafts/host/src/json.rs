@@ -64,7 +64,7 @@ pub fn stats(runtime: &Runtime, point: Option<&str>) -> String {
         .filter(|g| point.is_none_or(|p| g.point == p))
         .map(|g| {
             let mut aborts = Map::new();
-            for cause in AbortCause::ALL {
+            for &cause in AbortCause::ALL {
                 aborts.insert(cause.name().into(), json!(g.stats.aborts_by(cause)));
             }
             json!({
@@ -88,6 +88,7 @@ pub fn stats(runtime: &Runtime, point: Option<&str>) -> String {
         "grafts": rows,
         "counters": counters,
         "locks_held": state.locks_held(),
+        "busy_skips": crate::host::busy_skips(),
     })
     .to_string()
 }

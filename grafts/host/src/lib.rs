@@ -31,9 +31,9 @@
 extern crate alloc;
 
 pub mod app;
-pub mod bench;
 pub mod host;
 mod json;
+pub mod native;
 pub mod points;
 pub mod rx;
 pub mod sched;

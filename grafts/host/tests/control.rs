@@ -45,8 +45,9 @@ const TRAP_AFTER_WRITE: &str = r#"(module
     (drop (call $add (i32.const 1) (i64.const 42)))
     unreachable))"#;
 
-fn wasm(text: &str) -> Vec<u8> {
-    wat::parse_str(text).unwrap()
+fn compiled(text: &str) -> Vec<u8> {
+    let module = wat::parse_str(text).expect("test module is valid WAT");
+    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
 }
 
 fn send(host: &Shared, bytes: &[u8]) -> Vec<Response> {
@@ -105,7 +106,15 @@ fn a_signed_filter_loads_drops_its_port_and_unloads() {
         Verdict::Pass,
         "no graft yet"
     );
-    let envelope = seal(&key(1).sk, 1, NET_RX, "context,counters", &wasm(FILTER)).unwrap();
+    let envelope = seal(
+        &key(1).sk,
+        1,
+        NET_RX,
+        "context,counters",
+        grafts::ENGINE,
+        &compiled(FILTER),
+    )
+    .unwrap();
     let loaded = ok(&send(&host, &load_request(NET_RX, &envelope))[0]);
     let id = loaded["graft"].as_u64().unwrap();
     assert_eq!(loaded["point"], NET_RX);
@@ -129,33 +138,99 @@ fn a_signed_filter_loads_drops_its_port_and_unloads() {
 fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
     let host = host();
     let _rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let module = wasm(FILTER);
-    let good = seal(&key(1).sk, 10, NET_RX, "context,counters", &module).unwrap();
+    let module = compiled(FILTER);
+    let good = seal(
+        &key(1).sk,
+        10,
+        NET_RX,
+        "context,counters",
+        grafts::ENGINE,
+        &module,
+    )
+    .unwrap();
     let mut tampered = good.clone();
     let at = tampered.len() - 70;
     tampered[at] ^= 1;
+    // The machine code changed after signing: one byte in the middle of
+    // the artifact (its text section), the signature left as it was.
+    let mut recoded = good.clone();
+    let at = good.len() - 64 - module.len() / 2;
+    recoded[at] ^= 0x90;
+    let wasm = wat::parse_str(FILTER).unwrap();
+    let for_images = grafts::compile(&wasm, grafts::Target::Image).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("garbage", b"not an envelope at all".to_vec(), "malformed"),
         ("unsigned module", module.clone(), "malformed"),
         ("tampered", tampered, "bad signature"),
+        ("code changed after signing", recoded, "bad signature"),
+        (
+            "another engine",
+            seal(
+                &key(1).sk,
+                16,
+                NET_RX,
+                "context,counters",
+                "wasmtime-1/other",
+                &module,
+            )
+            .unwrap(),
+            "compiled for graft engine `wasmtime-1/other`",
+        ),
+        (
+            "another target",
+            seal(
+                &key(1).sk,
+                17,
+                NET_RX,
+                "context,counters",
+                grafts::ENGINE,
+                &for_images,
+            )
+            .unwrap(),
+            "not a loadable graft artifact",
+        ),
         (
             "wrong key",
-            seal(&key(2).sk, 11, NET_RX, "context,counters", &module).unwrap(),
+            seal(
+                &key(2).sk,
+                11,
+                NET_RX,
+                "context,counters",
+                grafts::ENGINE,
+                &module,
+            )
+            .unwrap(),
             "does not trust",
         ),
         (
             "other point",
-            seal(&key(1).sk, 12, "http.request", "context,counters", &module).unwrap(),
+            seal(
+                &key(1).sk,
+                12,
+                "http.request",
+                "context,counters",
+                grafts::ENGINE,
+                &module,
+            )
+            .unwrap(),
             "signed for graft point `http.request`",
         ),
         (
             "unknown capability",
-            seal(&key(1).sk, 13, NET_RX, "context,root", &module).unwrap(),
+            seal(
+                &key(1).sk,
+                13,
+                NET_RX,
+                "context,root",
+                grafts::ENGINE,
+                &module,
+            )
+            .unwrap(),
             "unknown capability `root`",
         ),
         (
             "forbidden import",
-            seal(&key(1).sk, 14, NET_RX, "context", &module).unwrap(),
+            seal(&key(1).sk, 14, NET_RX, "context", grafts::ENGINE, &module).unwrap(),
             "rootstock.counter_add",
         ),
         (
@@ -165,7 +240,8 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
                 15,
                 NET_RX,
                 "",
-                &wasm(r#"(module (func (export "graft_main") (param i64)))"#),
+                grafts::ENGINE,
+                &compiled(r#"(module (func (export "graft_main") (param i64)))"#),
             )
             .unwrap(),
             "graft_main",
@@ -189,7 +265,15 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
 fn an_image_without_trusted_keys_refuses_everything() {
     let host = GraftHost::new(Rc::new(Ticks::default()), TrustedKeys::default()).share();
     let _rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let envelope = seal(&key(1).sk, 1, NET_RX, "context,counters", &wasm(FILTER)).unwrap();
+    let envelope = seal(
+        &key(1).sk,
+        1,
+        NET_RX,
+        "context,counters",
+        grafts::ENGINE,
+        &compiled(FILTER),
+    )
+    .unwrap();
     let reply = send(&host, &load_request(NET_RX, &envelope));
     assert!(err(&reply[0]).contains("trusts no signing key"));
 }
@@ -198,7 +282,15 @@ fn an_image_without_trusted_keys_refuses_everything() {
 fn a_trapping_handler_is_undone_logged_and_unloaded_after_k_failures() {
     let host = host();
     let mut rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let envelope = seal(&key(1).sk, 1, NET_RX, "counters", &wasm(TRAP_AFTER_WRITE)).unwrap();
+    let envelope = seal(
+        &key(1).sk,
+        1,
+        NET_RX,
+        "counters",
+        grafts::ENGINE,
+        &compiled(TRAP_AFTER_WRITE),
+    )
+    .unwrap();
     ok(&send(&host, &load_request(NET_RX, &envelope))[0]);
     for _ in 0..3 {
         assert_eq!(rx.on_receive(&tcp_frame(80)), Verdict::Pass);
@@ -220,7 +312,15 @@ fn a_trapping_handler_is_undone_logged_and_unloaded_after_k_failures() {
 fn requests_split_anywhere_decode_and_garbage_does_not_end_the_session() {
     let host = host();
     let _rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let envelope = seal(&key(1).sk, 1, NET_RX, "context,counters", &wasm(FILTER)).unwrap();
+    let envelope = seal(
+        &key(1).sk,
+        1,
+        NET_RX,
+        "context,counters",
+        grafts::ENGINE,
+        &compiled(FILTER),
+    )
+    .unwrap();
     let mut stream = b"hello there\n".to_vec();
     stream.extend(load_request(NET_RX, &envelope));
     stream.extend_from_slice(b"list\n");
@@ -278,7 +378,15 @@ fn a_scheduling_graft_picks_and_an_aborting_one_falls_back() {
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $scan (i32.lt_u (local.get $i) (local.get $n))))
         (local.get $best)))"#;
-    let envelope = seal(&key(1).sk, 1, SCHED_PICK, "context", &wasm(highest)).unwrap();
+    let envelope = seal(
+        &key(1).sk,
+        1,
+        SCHED_PICK,
+        "context",
+        grafts::ENGINE,
+        &compiled(highest),
+    )
+    .unwrap();
     let id = ok(&send(&host, &load_request(SCHED_PICK, &envelope))[0])["graft"]
         .as_u64()
         .unwrap();
@@ -286,7 +394,15 @@ fn a_scheduling_graft_picks_and_an_aborting_one_falls_back() {
     send(&host, format!("unload sched.pick {id}\n").as_bytes());
     let spin = r#"(module (func (export "graft_main") (param i32) (result i32)
       (loop $forever (br $forever)) (i32.const 0)))"#;
-    let envelope = seal(&key(1).sk, 2, SCHED_PICK, "", &wasm(spin)).unwrap();
+    let envelope = seal(
+        &key(1).sk,
+        2,
+        SCHED_PICK,
+        "",
+        grafts::ENGINE,
+        &compiled(spin),
+    )
+    .unwrap();
     ok(&send(&host, &load_request(SCHED_PICK, &envelope))[0]);
     assert_eq!(order(), [1, 2, 3], "an aborting graft: FIFO again");
     let log = ok(&send(&host, b"log\n")[0]);
@@ -306,10 +422,45 @@ fn the_image_narrows_what_the_signer_granted() {
         1,
         "http.request",
         "context,buffers",
-        &wasm(alloc),
+        grafts::ENGINE,
+        &compiled(alloc),
     )
     .unwrap();
     let reply = send(&host, &load_request("http.request", &envelope));
     assert!(err(&reply[0]).contains("rootstock.buf_alloc"), "{reply:?}");
     assert!(listing(&host).contains(r#""grafts":[]"#));
+}
+
+#[test]
+fn a_policy_call_while_the_host_is_busy_is_counted_never_silent() {
+    let host = host();
+    let _rx = GraftRx::new(&host, net::PassAll).unwrap();
+    let envelope = seal(
+        &key(1).sk,
+        1,
+        NET_RX,
+        "context,counters",
+        grafts::ENGINE,
+        &compiled(FILTER),
+    )
+    .unwrap();
+    ok(&send(&host, &load_request(NET_RX, &envelope))[0]);
+    let point = host.borrow_mut().runtime().point_id(NET_RX).unwrap();
+    assert!(
+        graft_host::host::grafted(&host, point).is_some(),
+        "free: the graft runs"
+    );
+    let before = graft_host::host::busy_skips();
+    let busy = host.borrow_mut();
+    assert!(
+        graft_host::host::grafted(&host, point).is_none(),
+        "busy: the default serves"
+    );
+    assert!(
+        graft_host::host::busy_skips() > before,
+        "and the skip is counted"
+    );
+    drop(busy);
+    let stats = ok(&send(&host, b"stats\n")[0]);
+    assert!(stats["busy_skips"].as_u64().unwrap() > before, "{stats}");
 }

@@ -26,7 +26,8 @@ use unikernel::storage::{
 
 /// A sample graft's module, as `cargo xtask grafts` builds it.
 fn module(name: &str) -> Vec<u8> {
-    xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    grafts::compile(&module, grafts::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn host() -> Shared {
@@ -317,8 +318,9 @@ fn cipher_policies(host: &Shared) -> Policies<Lru, Sequential, GraftFilter<Plain
     }
 }
 
-fn wasm(text: &str) -> Vec<u8> {
-    wat::parse_str(text).expect("valid WAT")
+fn compiled(text: &str) -> Vec<u8> {
+    let module = wat::parse_str(text).expect("test module is valid WAT");
+    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
 }
 
 /// The host state a graft could have changed, and the fault log.
@@ -389,7 +391,7 @@ fn an_aborting_readahead_graft_falls_back_to_sequential() {
     let host = host();
     let readahead = GraftReadAhead::new(&host, Sequential::default()).unwrap();
     // Records a map entry, then loops until its fuel runs out.
-    let spin = wasm(
+    let spin = compiled(
         r#"(module
              (import "rootstock" "map_put" (func $put (param i32 i64 i64)))
              (func (export "graft_main") (param i64) (result i64)
@@ -425,7 +427,7 @@ fn an_aborting_filter_graft_leaves_the_block_as_it_was() {
     let filter = GraftFilter::new(&host, Plain).unwrap();
     // Scribbles over the whole block, then traps: the runtime must undo
     // the scribble, and the block go to the disk as Plain leaves it.
-    let scribble = wasm(
+    let scribble = compiled(
         r#"(module
              (import "rootstock" "ctx_write" (func $w (param i32 i32 i32) (result i32)))
              (memory (export "memory") 1)

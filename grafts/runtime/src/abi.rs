@@ -45,7 +45,7 @@
 //! optionally `graft_guard` (event points: same parameters, `-> i32`,
 //! non-zero to run) and `graft_revoke` (`()`, called on revocation).
 
-use wasmi::ValType;
+use crate::val::ValType;
 
 /// Import module of every accessor.
 pub const MODULE: &str = "rootstock";

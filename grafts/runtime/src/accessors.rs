@@ -6,16 +6,16 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use wasmi::{Caller, Engine, Extern, Linker};
+use wasmtime::{Caller, Engine, Extern, Linker};
 
 use crate::abi::{self, Capability};
 use crate::fault::AbortCause;
 use crate::sandbox::{Abort, HostData};
 
-type HostResult<T> = Result<T, wasmi::Error>;
+type HostResult<T> = Result<T, wasmtime::Error>;
 
-fn abort(cause: AbortCause) -> wasmi::Error {
-    wasmi::Error::host(Abort(cause))
+fn abort(cause: AbortCause) -> wasmtime::Error {
+    wasmtime::Error::new(Abort(cause))
 }
 
 /// Checks the capability at run time (it may have been narrowed since load).
@@ -27,19 +27,19 @@ fn allow(caller: &Caller<'_, HostData>, capability: Capability) -> HostResult<()
     }
 }
 
-fn memory(caller: &Caller<'_, HostData>) -> HostResult<wasmi::Memory> {
+fn memory(caller: &mut Caller<'_, HostData>) -> HostResult<wasmtime::Memory> {
     caller
         .get_export("memory")
         .and_then(Extern::into_memory)
         .ok_or_else(|| abort(AbortCause::BadArgument))
 }
 
-fn read_guest(caller: &Caller<'_, HostData>, ptr: i32, len: i32) -> HostResult<Vec<u8>> {
+fn read_guest(caller: &mut Caller<'_, HostData>, ptr: i32, len: i32) -> HostResult<Vec<u8>> {
     let memory = memory(caller)?;
-    let range = crate::state::checked_range(ptr, len, memory.data_size(caller)).map_err(abort)?;
+    let range = crate::state::checked_range(ptr, len, memory.data_size(&*caller)).map_err(abort)?;
     let mut bytes = alloc::vec![0; range.len()];
     memory
-        .read(caller, range.start, &mut bytes)
+        .read(&*caller, range.start, &mut bytes)
         .map_err(|_| abort(AbortCause::BadArgument))?;
     Ok(bytes)
 }
@@ -72,7 +72,7 @@ pub fn linker(engine: &Engine) -> Linker<HostData> {
                         .context_slice(offset, len)
                         .map(<[u8]>::to_vec),
                 )?;
-                let memory = memory(&c)?;
+                let memory = memory(&mut c)?;
                 let range =
                     crate::state::checked_range(ptr, len, memory.data_size(&c)).map_err(abort)?;
                 memory
@@ -86,9 +86,9 @@ pub fn linker(engine: &Engine) -> Linker<HostData> {
         .func_wrap(
             m,
             "ctx_write",
-            |c: Caller<'_, HostData>, offset: i32, ptr: i32, len: i32| -> HostResult<i32> {
+            |mut c: Caller<'_, HostData>, offset: i32, ptr: i32, len: i32| -> HostResult<i32> {
                 allow(&c, Capability::ContextWrite)?;
-                let bytes = read_guest(&c, ptr, len)?;
+                let bytes = read_guest(&mut c, ptr, len)?;
                 lift(c.data().state.borrow_mut().write_context(offset, &bytes))?;
                 Ok(len)
             },
@@ -170,7 +170,7 @@ pub fn linker(engine: &Engine) -> Linker<HostData> {
             "log",
             |mut c: Caller<'_, HostData>, ptr: i32, len: i32| -> HostResult<()> {
                 allow(&c, Capability::Log)?;
-                let bytes = read_guest(&c, ptr, len.min(256))?;
+                let bytes = read_guest(&mut c, ptr, len.min(256))?;
                 let line = String::from_utf8_lossy(&bytes).into_owned();
                 let log = &mut c.data_mut().log;
                 if log.len() == 64 {
@@ -195,7 +195,7 @@ pub fn linker(engine: &Engine) -> Linker<HostData> {
                 if usize::try_from(len).is_ok_and(|len| len > abi::MAX_EMIT_CONTEXT) {
                     return Err(abort(AbortCause::BadArgument));
                 }
-                let context = read_guest(&c, ptr, len)?;
+                let context = read_guest(&mut c, ptr, len)?;
                 emit(&mut c, point, context, arg)
             },
         )

@@ -14,13 +14,15 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-use wasmi::{Linker, Val};
+use wasmtime::{Linker, Store};
 
+use crate::engine::Catch;
 use crate::fault::{AbortCause, Fault, FaultAction};
 use crate::point::PointSpec;
-use crate::sandbox::{self, HostData, Instance, ValidatedModule};
+use crate::sandbox::{self, Entry, HostData, Instance, Typed, ValidatedModule};
 use crate::state::{GraftId, HostState};
 use crate::stats::GraftStats;
+use crate::val::{Val, ValType};
 
 /// An installed graft: its id, and the rest in a cell borrowed exactly
 /// while the graft runs.
@@ -52,6 +54,8 @@ pub(crate) struct Point {
 /// What a [`crate::Runtime`] shares with the host functions of its grafts.
 pub(crate) struct Core {
     pub(crate) linker: Linker<HostData>,
+    /// The platform's recovery from CPU faults in graft code.
+    pub(crate) catch: Option<Catch>,
     pub(crate) state: Rc<RefCell<HostState>>,
     pub(crate) points: RefCell<Vec<Point>>,
     /// Faults not yet moved to the runtime's log (it takes them after
@@ -143,25 +147,13 @@ impl Core {
             store
                 .set_fuel(spec.fuel)
                 .map_err(|_| AbortCause::OtherTrap)?;
-            if guarded && let Some(guard) = graft.instance.guard {
-                let mut verdict = [Val::I32(0)];
-                guard
-                    .call(&mut *store, args, &mut verdict)
-                    .map_err(|e| sandbox::cause_of(&e))?;
-                if verdict[0].i32() == Some(0) {
+            if guarded && let Some(guard) = &graft.instance.guard {
+                let verdict = call_func(self.catch, store, guard, args, &[ValType::I32])?;
+                if verdict[0] == Val::I32(0) {
                     return Ok(None);
                 }
             }
-            let mut results: Vec<Val> = spec
-                .results
-                .iter()
-                .map(|t| Val::default_for_ty(*t))
-                .collect();
-            graft
-                .instance
-                .main
-                .call(&mut *store, args, &mut results)
-                .map_err(|e| sandbox::cause_of(&e))?;
+            let results = call_func(self.catch, store, &graft.instance.main, args, &spec.results)?;
             if !(spec.validator)(&results) {
                 return Err(AbortCause::InvalidReturn);
             }
@@ -185,7 +177,7 @@ impl Core {
             Err(cause) => {
                 graft.stats.record_abort(*cause);
                 graft.failures += 1;
-                let action = self.after_failure(index, spec, slot, graft);
+                let action = self.after_failure(index, spec, slot, graft, *cause);
                 let at_ns = self.state.borrow().now_ns();
                 self.faults.borrow_mut().push(Fault {
                     at_ns,
@@ -207,13 +199,23 @@ impl Core {
         spec: &PointSpec,
         slot: &Slot,
         graft: &mut Installed,
+        cause: AbortCause,
     ) -> FaultAction {
+        if cause == AbortCause::CpuFault {
+            // Its instance was abandoned mid-call: never drop or run it.
+            core::mem::forget(slot.clone());
+            self.remove(index, slot);
+            self.state.borrow_mut().release_graft(slot.id);
+            return FaultAction::Unloaded;
+        }
         if graft.failures < spec.max_failures {
             return FaultAction::Aborted;
         }
         if spec.restart && !graft.restarted {
             let binding = graft.instance.store.data().binding();
-            if let Ok(instance) = sandbox::instantiate(&self.linker, &graft.module, spec, binding) {
+            if let Ok(instance) =
+                sandbox::instantiate(&self.linker, self.catch, &graft.module, spec, binding)
+            {
                 graft.instance = instance;
                 graft.failures = 0;
                 graft.restarted = true;
@@ -231,4 +233,73 @@ impl Core {
             point.grafts.retain(|g| !Rc::ptr_eq(g, slot));
         }
     }
+}
+
+/// The most parameters or results a graft function has (points and
+/// accessors take at most four).
+const MAX_VALUES: usize = 4;
+
+/// Calls `entry` with `args`, expecting `results` of those types, under the
+/// platform's CPU-fault recovery: typed when the signature allows.
+pub(crate) fn call_func(
+    catch: Option<Catch>,
+    store: &mut Store<HostData>,
+    entry: &Entry,
+    args: &[Val],
+    results: &[ValType],
+) -> Result<Vec<Val>, AbortCause> {
+    macro_rules! typed {
+        ($f:expr, $arg:expr, $wrap:path) => {{
+            let mut out = None;
+            crate::engine::guarded(catch, &mut || out = Some($f.call(&mut *store, $arg)))
+                .map_err(|_| AbortCause::CpuFault)?;
+            let value = out
+                .ok_or(AbortCause::OtherTrap)?
+                .map_err(|e| sandbox::cause_of(&e))?;
+            Ok(alloc::vec![$wrap(value)])
+        }};
+    }
+    match (&entry.typed, args, results) {
+        (Typed::I32ToI32(f), [Val::I32(a)], [ValType::I32]) => typed!(f, *a, Val::I32),
+        (Typed::I64ToI64(f), [Val::I64(a)], [ValType::I64]) => typed!(f, *a, Val::I64),
+        (Typed::I64ToI32(f), [Val::I64(a)], [ValType::I32]) => typed!(f, *a, Val::I32),
+        (Typed::I32ToI64(f), [Val::I32(a)], [ValType::I64]) => typed!(f, *a, Val::I64),
+        _ => call_dynamic(catch, store, entry.func, args, results),
+    }
+}
+
+/// [`call_func`] through the engine's dynamically typed call.
+fn call_dynamic(
+    catch: Option<Catch>,
+    store: &mut Store<HostData>,
+    func: wasmtime::Func,
+    args: &[Val],
+    results: &[ValType],
+) -> Result<Vec<Val>, AbortCause> {
+    if args.len() > MAX_VALUES || results.len() > MAX_VALUES {
+        return Err(AbortCause::BadArgument);
+    }
+    let mut params = [wasmtime::Val::I32(0); MAX_VALUES];
+    for (slot, arg) in params.iter_mut().zip(args) {
+        *slot = arg.to_engine();
+    }
+    let mut raw = [wasmtime::Val::I32(0); MAX_VALUES];
+    let mut called = Ok(());
+    crate::engine::guarded(catch, &mut || {
+        called = func.call(
+            &mut *store,
+            &params[..args.len()],
+            &mut raw[..results.len()],
+        );
+    })
+    .map_err(|_| AbortCause::CpuFault)?;
+    called.map_err(|e| sandbox::cause_of(&e))?;
+    raw[..results.len()]
+        .iter()
+        .zip(results)
+        .map(|(value, ty)| match Val::from_engine(value) {
+            Some(v) if v.ty() == *ty => Ok(v),
+            _ => Err(AbortCause::InvalidReturn),
+        })
+        .collect()
 }

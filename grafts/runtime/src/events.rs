@@ -18,7 +18,7 @@
 
 use alloc::vec::Vec;
 
-use wasmi::{Val, ValType};
+use crate::val::{Val, ValType};
 
 use crate::abi::{MAX_EMIT_DEPTH, emit_verdict};
 use crate::call::{Core, Point};

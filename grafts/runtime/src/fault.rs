@@ -3,70 +3,62 @@
 use alloc::collections::VecDeque;
 use alloc::string::String;
 
-/// What went wrong inside a graft call. Every cause is the graft's fault and
-/// is absorbed by the runtime (abort, undo, maybe unload): the kernel keeps
-/// running. Bugs of the host are not causes; they are errors of the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AbortCause {
-    /// Ran out of its fuel budget (an endless or too-long loop).
-    FuelExhausted,
-    /// WebAssembly trap: out-of-bounds memory access.
-    OutOfBounds,
-    /// WebAssembly trap: `unreachable` executed.
-    Unreachable,
-    /// WebAssembly trap: call stack exhausted (deep recursion).
-    StackOverflow,
-    /// WebAssembly trap: integer division by zero or overflow.
-    DivideByZero,
-    /// Any other WebAssembly trap.
-    OtherTrap,
-    /// The graft point's validator refused the returned value.
-    InvalidReturn,
-    /// Waited too long for a lock another transaction holds.
-    LockTimeout,
-    /// Exceeded a limit: memory, table, map entries, buffers, undo records.
-    ResourceLimit,
-    /// Called an accessor outside its capabilities at run time.
-    ForbiddenAccessor,
-    /// Passed an accessor an out-of-range pointer, length or handle.
-    BadArgument,
-    /// Emitted an event one of whose handlers is already running (itself,
-    /// or a graft further up the chain of emits): a cycle, refused.
-    Reentrancy,
+/// Declares [`AbortCause`], its names and [`AbortCause::ALL`] from one list.
+macro_rules! abort_causes {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// What went wrong inside a graft call. Every cause is the graft's
+        /// fault and is absorbed by the runtime (abort, undo, maybe unload):
+        /// the kernel keeps running. Bugs of the host are not causes; they
+        /// are errors of the API.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum AbortCause {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl AbortCause {
+            /// Every cause, in declaration order.
+            pub const ALL: &[AbortCause] = &[$(AbortCause::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(AbortCause::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl AbortCause {
-    pub const ALL: [AbortCause; 12] = [
-        AbortCause::FuelExhausted,
-        AbortCause::OutOfBounds,
-        AbortCause::Unreachable,
-        AbortCause::StackOverflow,
-        AbortCause::DivideByZero,
-        AbortCause::OtherTrap,
-        AbortCause::InvalidReturn,
-        AbortCause::LockTimeout,
-        AbortCause::ResourceLimit,
-        AbortCause::ForbiddenAccessor,
-        AbortCause::BadArgument,
-        AbortCause::Reentrancy,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AbortCause::FuelExhausted => "fuel-exhausted",
-            AbortCause::OutOfBounds => "trap-out-of-bounds",
-            AbortCause::Unreachable => "trap-unreachable",
-            AbortCause::StackOverflow => "trap-stack-overflow",
-            AbortCause::DivideByZero => "trap-divide-by-zero",
-            AbortCause::OtherTrap => "trap-other",
-            AbortCause::InvalidReturn => "invalid-return",
-            AbortCause::LockTimeout => "lock-timeout",
-            AbortCause::ResourceLimit => "resource-limit",
-            AbortCause::ForbiddenAccessor => "forbidden-accessor",
-            AbortCause::BadArgument => "bad-argument",
-            AbortCause::Reentrancy => "reentrancy",
-        }
-    }
+abort_causes! {
+    /// Ran out of its fuel budget (an endless or too-long loop).
+    FuelExhausted => "fuel-exhausted",
+    /// WebAssembly trap: out-of-bounds memory access.
+    OutOfBounds => "trap-out-of-bounds",
+    /// WebAssembly trap: `unreachable` executed.
+    Unreachable => "trap-unreachable",
+    /// WebAssembly trap: call stack exhausted (deep recursion).
+    StackOverflow => "trap-stack-overflow",
+    /// WebAssembly trap: integer division by zero or overflow.
+    DivideByZero => "trap-divide-by-zero",
+    /// Any other WebAssembly trap.
+    OtherTrap => "trap-other",
+    /// The graft point's validator refused the returned value.
+    InvalidReturn => "invalid-return",
+    /// Waited too long for a lock another transaction holds.
+    LockTimeout => "lock-timeout",
+    /// Exceeded a limit: memory, table, map entries, buffers, undo records.
+    ResourceLimit => "resource-limit",
+    /// Called an accessor outside its capabilities at run time.
+    ForbiddenAccessor => "forbidden-accessor",
+    /// Passed an accessor an out-of-range pointer, length or handle.
+    BadArgument => "bad-argument",
+    /// Emitted an event one of whose handlers is already running (itself,
+    /// or a graft further up the chain of emits): a cycle, refused.
+    Reentrancy => "reentrancy",
+    /// A CPU exception inside the graft's native code (#DE, #UD, #PF, …):
+    /// compiled code that checks every access never raises one, so the
+    /// artifact is broken. The graft is unloaded at once; its instance is
+    /// abandoned mid-call and never touched again (its memory is leaked).
+    CpuFault => "cpu-fault",
 }
 
 /// One entry of the fault log.

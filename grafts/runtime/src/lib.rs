@@ -1,8 +1,9 @@
 //! The graft runtime: safe hot extension of a running image.
 //!
-//! A **graft** is a WebAssembly module, run by `wasmi`, that replaces a
-//! policy (a *replace* graft point) or handles an event (an *event* point,
-//! with guards) in a running image. It follows VINO — every call is a
+//! A **graft** is a WebAssembly module, compiled ahead of time to x86-64
+//! machine code ([`engine`]: Wasmtime's Cranelift on the host, Wasmtime's
+//! runtime in the image), that replaces a policy (a *replace* graft point)
+//! or handles an event (an *event* point, with guards) in a running image. It follows VINO — every call is a
 //! **transaction**: state changes go through **accessors** ([`abi`]) that
 //! write undo records ([`state`]); a graft that runs out of fuel, traps,
 //! returns what the point's validator refuses, waits too long for a lock,
@@ -23,19 +24,25 @@
 //!
 //! One warm instance per graft: a call is a store refuel and a function
 //! call, not an instantiation. Time is passed in ([`state::Clock`]); the
-//! runtime never reads a global clock.
+//! runtime never reads a global clock, and the embedder passes in how code
+//! pages become executable and how a CPU fault in graft code is caught
+//! ([`Platform`]).
 //!
 //! This crate must never panic on a graft's behaviour or bytes: every
-//! misbehaviour becomes an [`AbortCause`] or a [`LoadError`].
+//! misbehaviour becomes an [`AbortCause`] or a [`LoadError`]. Its one
+//! `unsafe` room is [`engine`]: loading an artifact (which only a verified
+//! envelope or this process's own compiler hands it) and the image's
+//! soft-float opt-in; everything else denies `unsafe`.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
 pub mod abi;
 mod accessors;
 mod call;
+pub mod engine;
 mod events;
 pub mod fault;
 pub mod point;
@@ -44,12 +51,18 @@ pub mod sandbox;
 pub mod state;
 pub mod stats;
 pub mod testing;
+pub mod val;
 
 pub use abi::{Capabilities, Capability};
+#[cfg(not(target_os = "none"))]
+pub use engine::compile;
+pub use engine::{
+    Catch, CodeMemory, CompileError, ENGINE, EngineError, NativeFault, Platform, Target,
+};
 pub use fault::{AbortCause, Fault, FaultAction, FaultLog};
 pub use point::{Kind, PointSpec};
 pub use runtime::{GraftInfo, ManageError, PointId, Revocation, Runtime};
 pub use sandbox::LoadError;
 pub use state::{Clock, GraftId, HostState, Limits};
 pub use stats::GraftStats;
-pub use wasmi::{Val, ValType};
+pub use val::{Val, ValType};

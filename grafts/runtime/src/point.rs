@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use wasmi::{Val, ValType};
+use crate::val::{Val, ValType};
 
 use crate::abi::Capabilities;
 

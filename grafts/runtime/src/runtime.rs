@@ -8,15 +8,15 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-use wasmi::Val;
-
 use crate::abi::Capabilities;
 use crate::call::{Core, Graft, Installed, Point, Slot};
+use crate::engine::Platform;
 use crate::fault::{AbortCause, FaultLog};
 use crate::point::{Kind, PointSpec};
 use crate::sandbox::{self, Binding, LoadError};
 use crate::state::{Clock, GraftId, HostState, Limits};
 use crate::stats::GraftStats;
+use crate::val::Val;
 
 /// A declared graft point's handle (points are never removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +71,27 @@ impl core::fmt::Display for ManageError {
 }
 
 impl Runtime {
-    /// A runtime with `counters` host counters, `limits` and the host's clock.
+    /// A runtime with `counters` host counters, `limits` and the host's
+    /// clock, whose code pages use the host's own virtual memory (host
+    /// tests and benchmarks).
     pub fn new(counters: usize, limits: Limits, clock: Rc<dyn Clock>) -> Runtime {
-        let engine = sandbox::engine();
+        Runtime::with_platform(counters, limits, clock, Platform::default())
+    }
+
+    /// [`Runtime::new`] on the embedder's [`Platform`]: how code pages are
+    /// published read+execute and CPU faults in graft code are recovered
+    /// (an image's page tables and exception handler).
+    pub fn with_platform(
+        counters: usize,
+        limits: Limits,
+        clock: Rc<dyn Clock>,
+        platform: Platform,
+    ) -> Runtime {
+        let engine = crate::engine::engine(platform.code_memory);
         Runtime {
             core: Rc::new(Core {
                 linker: sandbox::linker(&engine),
+                catch: platform.catch,
                 state: Rc::new(RefCell::new(HostState::new(counters, limits, clock))),
                 points: RefCell::new(Vec::new()),
                 faults: RefCell::new(Vec::new()),
@@ -179,7 +194,8 @@ impl Runtime {
             graft: id,
             capabilities,
         };
-        let instance = sandbox::instantiate(&self.core.linker, &module, &spec, binding)?;
+        let instance =
+            sandbox::instantiate(&self.core.linker, self.core.catch, &module, &spec, binding)?;
         self.next_id += 1;
         Ok(Rc::new(Graft {
             id,
@@ -270,23 +286,26 @@ impl Runtime {
             .find(index, graft)
             .ok_or(ManageError::UnknownGraft(graft))?;
         let outcome = match slot.cell.try_borrow_mut() {
-            Ok(mut installed) => match installed.instance.revoke {
+            Ok(mut installed) => match installed.instance.revoke.clone() {
                 None => Revocation::Forced(None),
                 Some(revoke) => {
                     self.core.state.borrow_mut().begin(graft);
                     let store = &mut installed.instance.store;
                     let result = store
                         .set_fuel(spec.revoke_fuel)
-                        .and_then(|()| revoke.call(&mut *store, &[], &mut []));
+                        .map_err(|_| AbortCause::OtherTrap)
+                        .and_then(|()| {
+                            crate::call::call_func(self.core.catch, store, &revoke, &[], &[])
+                        });
                     let mut state = self.core.state.borrow_mut();
                     match result {
-                        Ok(()) => {
+                        Ok(_) => {
                             state.commit();
                             Revocation::Clean
                         }
-                        Err(error) => {
+                        Err(cause) => {
                             state.abort();
-                            Revocation::Forced(Some(sandbox::cause_of(&error)))
+                            Revocation::Forced(Some(cause))
                         }
                     }
                 }

@@ -1,4 +1,4 @@
-//! The sandbox: one `wasmi` store and warm instance per installed graft,
+//! The sandbox: one Wasmtime store and warm instance per installed graft,
 //! and the checks a module passes before it is ever instantiated. The
 //! accessors it may call are in the `accessors` module.
 
@@ -8,17 +8,19 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use wasmi::{
-    Config, Engine, ExternType, Func, FuncType, Linker, Module, Store, StoreLimits,
-    StoreLimitsBuilder, TrapCode,
+use wasmtime::{
+    Engine, ExternType, Func, FuncType, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
+    Trap, TypedFunc,
 };
 
 use crate::abi::{self, Capabilities};
 pub use crate::accessors::linker;
 use crate::call::Core;
+use crate::engine::Catch;
 use crate::fault::AbortCause;
 use crate::point::{Kind, PointSpec};
 use crate::state::{GraftId, HostState};
+use crate::val::ValType;
 
 /// Deepest wasm call nesting a graft may reach.
 pub const MAX_RECURSION: usize = 256;
@@ -31,7 +33,8 @@ pub enum LoadError {
         bytes: usize,
         limit: usize,
     },
-    /// Not valid WebAssembly (malformed, truncated, fails validation).
+    /// Not an artifact of this engine (malformed, truncated, built by
+    /// another engine version or configuration, or for another target).
     Invalid(String),
     /// Imports something outside the ABI or its granted capabilities.
     ForbiddenImport {
@@ -63,7 +66,7 @@ impl core::fmt::Display for LoadError {
             LoadError::TooLarge { bytes, limit } => {
                 write!(f, "module is {bytes} bytes; the limit is {limit}")
             }
-            LoadError::Invalid(why) => write!(f, "not a valid WebAssembly module: {why}"),
+            LoadError::Invalid(why) => write!(f, "not a loadable graft artifact: {why}"),
             LoadError::ForbiddenImport { module, name } => {
                 write!(
                     f,
@@ -94,7 +97,7 @@ impl core::fmt::Display for Abort {
     }
 }
 
-impl wasmi::errors::HostError for Abort {}
+impl core::error::Error for Abort {}
 
 /// What a graft's store carries.
 pub struct HostData {
@@ -141,24 +144,20 @@ pub struct ValidatedModule {
     pub bytes: usize,
 }
 
-/// The engine every graft shares: fuel metering on, recursion bounded.
-pub fn engine() -> Engine {
-    let mut config = Config::default();
-    config.consume_fuel(true);
-    config.set_max_recursion_depth(MAX_RECURSION);
-    Engine::new(&config)
+/// Whether the engine's function type is `params -> results`.
+fn signature_is(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
+    ty.params().len() == params.len()
+        && ty.results().len() == results.len()
+        && ty.params().zip(params).all(|(t, p)| p.matches(&t))
+        && ty.results().zip(results).all(|(t, r)| r.matches(&t))
 }
 
-fn signature(params: &[wasmi::ValType], results: &[wasmi::ValType]) -> FuncType {
-    FuncType::new(params.iter().copied(), results.iter().copied())
+fn describe(params: &[ValType], results: &[ValType]) -> String {
+    format!("{params:?} -> {results:?}")
 }
 
-fn describe(ty: &FuncType) -> String {
-    format!("{:?} -> {:?}", ty.params(), ty.results())
-}
-
-/// Validates `bytes` for `point` with `granted` capabilities (already
-/// narrowed by the point).
+/// Loads the artifact `bytes` and validates it for `point` with `granted`
+/// capabilities (already narrowed by the point).
 pub fn validate(
     engine: &Engine,
     bytes: &[u8],
@@ -171,7 +170,7 @@ pub fn validate(
             limit: point.max_module_bytes,
         });
     }
-    let module = Module::new(engine, bytes).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    let module = crate::engine::deserialize(engine, bytes).map_err(LoadError::Invalid)?;
     for import in module.imports() {
         let forbidden = || LoadError::ForbiddenImport {
             module: import.module().into(),
@@ -185,7 +184,7 @@ pub fn validate(
             return Err(forbidden());
         }
         match import.ty() {
-            ExternType::Func(ty) if *ty == signature(accessor.params, accessor.results) => {}
+            ExternType::Func(ty) if signature_is(&ty, accessor.params, accessor.results) => {}
             ExternType::Func(_) => {
                 return Err(LoadError::ImportSignature {
                     name: import.name().into(),
@@ -194,45 +193,38 @@ pub fn validate(
             _ => return Err(forbidden()),
         }
     }
-    let export = |name: &str| {
-        module
-            .exports()
-            .find(|e| e.name() == name)
-            .map(|e| e.ty().clone())
-    };
-    let main = signature(&point.params, &point.results);
+    let export = |name: &str| module.exports().find(|e| e.name() == name).map(|e| e.ty());
     match export(abi::MAIN) {
-        Some(ExternType::Func(ty)) if ty == main => {}
+        Some(ExternType::Func(ty)) if signature_is(&ty, &point.params, &point.results) => {}
         Some(_) => {
             return Err(LoadError::ExportSignature {
                 name: abi::MAIN.into(),
-                expected: describe(&main),
+                expected: describe(&point.params, &point.results),
             });
         }
         None => return Err(LoadError::MissingExport(abi::MAIN)),
     }
-    let guard_ty = signature(&point.params, &[wasmi::ValType::I32]);
     let has_guard = match export(abi::GUARD) {
         Some(ExternType::Func(ty))
-            if ty == guard_ty && matches!(point.kind, Kind::Event { .. }) =>
+            if signature_is(&ty, &point.params, &[ValType::I32])
+                && matches!(point.kind, Kind::Event { .. }) =>
         {
             true
         }
         Some(_) => {
             return Err(LoadError::ExportSignature {
                 name: abi::GUARD.into(),
-                expected: describe(&guard_ty),
+                expected: describe(&point.params, &[ValType::I32]),
             });
         }
         None => false,
     };
-    let revoke_ty = signature(&[], &[]);
     let has_revoke = match export(abi::REVOKE) {
-        Some(ExternType::Func(ty)) if ty == revoke_ty => true,
+        Some(ExternType::Func(ty)) if signature_is(&ty, &[], &[]) => true,
         Some(_) => {
             return Err(LoadError::ExportSignature {
                 name: abi::REVOKE.into(),
-                expected: describe(&revoke_ty),
+                expected: describe(&[], &[]),
             });
         }
         None => false,
@@ -248,14 +240,50 @@ pub fn validate(
 /// A live instance: its store and entry points.
 pub struct Instance {
     pub(crate) store: Store<HostData>,
-    pub(crate) main: Func,
-    pub(crate) guard: Option<Func>,
-    pub(crate) revoke: Option<Func>,
+    pub(crate) main: Entry,
+    pub(crate) guard: Option<Entry>,
+    pub(crate) revoke: Option<Entry>,
+}
+
+/// An exported function, with a typed handle when its signature is one of
+/// the one-integer shapes graft points use (a typed call skips the
+/// engine's per-call type check and value boxing).
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) func: Func,
+    pub(crate) typed: Typed,
+}
+
+#[derive(Clone)]
+pub(crate) enum Typed {
+    Dynamic,
+    I32ToI32(TypedFunc<i32, i32>),
+    I64ToI64(TypedFunc<i64, i64>),
+    I64ToI32(TypedFunc<i64, i32>),
+    I32ToI64(TypedFunc<i32, i64>),
+}
+
+impl Entry {
+    fn new(store: &Store<HostData>, func: Func) -> Entry {
+        let typed = if let Ok(f) = func.typed::<i32, i32>(store) {
+            Typed::I32ToI32(f)
+        } else if let Ok(f) = func.typed::<i64, i64>(store) {
+            Typed::I64ToI64(f)
+        } else if let Ok(f) = func.typed::<i64, i32>(store) {
+            Typed::I64ToI32(f)
+        } else if let Ok(f) = func.typed::<i32, i64>(store) {
+            Typed::I32ToI64(f)
+        } else {
+            Typed::Dynamic
+        };
+        Entry { func, typed }
+    }
 }
 
 /// Instantiates `module` in a fresh store bounded by `point`'s limits.
 pub(crate) fn instantiate(
     linker: &Linker<HostData>,
+    catch: Option<Catch>,
     module: &ValidatedModule,
     point: &PointSpec,
     binding: Binding,
@@ -282,18 +310,34 @@ pub(crate) fn instantiate(
     store
         .set_fuel(point.fuel)
         .map_err(|e| LoadError::Instantiate(e.to_string()))?;
-    let instance = linker
-        .instantiate_and_start(&mut store, &module.module)
-        .map_err(|e| LoadError::Instantiate(e.to_string()))?;
-    let func = |store: &Store<HostData>, name: &str| instance.get_func(store, name);
-    let main = func(&store, abi::MAIN).ok_or(LoadError::MissingExport(abi::MAIN))?;
+    // The start function is graft code too: run it under fault recovery.
+    let mut instantiated = None;
+    let faulted = crate::engine::guarded(catch, &mut || {
+        instantiated = Some(linker.instantiate(&mut store, &module.module));
+    });
+    let instance = match (faulted, instantiated) {
+        (Ok(()), Some(result)) => result.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?,
+        _ => {
+            // Abandoned mid-call: never drop or run it again.
+            core::mem::forget(store);
+            return Err(LoadError::Instantiate(
+                "a CPU exception in the start function".into(),
+            ));
+        }
+    };
+    let mut entry = |name: &str| {
+        instance
+            .get_func(&mut store, name)
+            .map(|func| Entry::new(&store, func))
+    };
+    let main = entry(abi::MAIN).ok_or(LoadError::MissingExport(abi::MAIN))?;
     let guard = if module.has_guard {
-        func(&store, abi::GUARD)
+        entry(abi::GUARD)
     } else {
         None
     };
     let revoke = if module.has_revoke {
-        func(&store, abi::REVOKE)
+        entry(abi::REVOKE)
     } else {
         None
     };
@@ -306,19 +350,16 @@ pub(crate) fn instantiate(
 }
 
 /// Maps a failed call to its cause.
-pub fn cause_of(error: &wasmi::Error) -> AbortCause {
+pub fn cause_of(error: &wasmtime::Error) -> AbortCause {
     if let Some(abort) = error.downcast_ref::<Abort>() {
         return abort.0;
     }
-    match error.as_trap_code() {
-        Some(TrapCode::OutOfFuel) => AbortCause::FuelExhausted,
-        Some(TrapCode::MemoryOutOfBounds | TrapCode::TableOutOfBounds) => AbortCause::OutOfBounds,
-        Some(TrapCode::UnreachableCodeReached) => AbortCause::Unreachable,
-        Some(TrapCode::StackOverflow) => AbortCause::StackOverflow,
-        Some(TrapCode::IntegerDivisionByZero | TrapCode::IntegerOverflow) => {
-            AbortCause::DivideByZero
-        }
-        Some(TrapCode::GrowthOperationLimited) => AbortCause::ResourceLimit,
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => AbortCause::FuelExhausted,
+        Some(Trap::MemoryOutOfBounds | Trap::TableOutOfBounds) => AbortCause::OutOfBounds,
+        Some(Trap::UnreachableCodeReached) => AbortCause::Unreachable,
+        Some(Trap::StackOverflow) => AbortCause::StackOverflow,
+        Some(Trap::IntegerDivisionByZero | Trap::IntegerOverflow) => AbortCause::DivideByZero,
         _ => AbortCause::OtherTrap,
     }
 }

@@ -32,8 +32,6 @@ pub struct Limits {
     pub maps: i32,
     /// Bytes of tracked buffers per graft.
     pub buffer_bytes: usize,
-    /// How long to wait for a contested lock.
-    pub lock_timeout_ns: u64,
     /// Lock ids available (0..locks).
     pub locks: i32,
 }
@@ -45,7 +43,6 @@ impl Default for Limits {
             map_entries: 1024,
             maps: 8,
             buffer_bytes: 64 * 1024,
-            lock_timeout_ns: 1_000_000,
             locks: 64,
         }
     }
@@ -337,8 +334,11 @@ impl HostState {
         Ok(new)
     }
 
-    /// Takes lock `id` for the current transaction, waiting up to the
-    /// limit's time-out if another transaction (or the host) holds it.
+    /// Takes lock `id` for the current transaction. A lock that another
+    /// transaction (or the host) holds aborts the caller at once with
+    /// `lock-timeout`: there is one CPU and a graft call runs to its end
+    /// without yielding, so nothing could release the lock while it waited;
+    /// a wait would only burn the time of the call it blocks.
     pub fn lock(&mut self, id: i32) -> Result<(), AbortCause> {
         if !(0..self.limits.locks).contains(&id) {
             return Err(AbortCause::BadArgument);
@@ -348,25 +348,15 @@ impl HostState {
             .len()
             .checked_sub(1)
             .ok_or(AbortCause::ForbiddenAccessor)?;
-        let deadline = self.now_ns().saturating_add(self.limits.lock_timeout_ns);
-        loop {
-            match self.lock_holders.get(&id) {
-                // Held by this or an enclosing transaction (every open one is
-                // an ancestor of the innermost): ours to use.
-                Some(&holder) if holder != usize::MAX => return Ok(()),
-                Some(_) => {
-                    // One CPU: nothing can release it while we wait, but the
-                    // wait is bounded by the clock all the same.
-                    if self.now_ns() >= deadline {
-                        return Err(AbortCause::LockTimeout);
-                    }
-                    core::hint::spin_loop();
-                }
-                None => {
-                    self.lock_holders.insert(id, depth);
-                    self.txns[depth].locks.push(id);
-                    return Ok(());
-                }
+        match self.lock_holders.get(&id) {
+            // Held by this or an enclosing transaction (every open one is
+            // an ancestor of the innermost): ours to use.
+            Some(&holder) if holder != usize::MAX => Ok(()),
+            Some(_) => Err(AbortCause::LockTimeout),
+            None => {
+                self.lock_holders.insert(id, depth);
+                self.txns[depth].locks.push(id);
+                Ok(())
             }
         }
     }

@@ -25,8 +25,9 @@ fn runtime() -> Runtime {
     rt
 }
 
-fn wasm(text: &str) -> Vec<u8> {
-    wat::parse_str(text).expect("test module is valid WAT")
+fn compiled(text: &str) -> Vec<u8> {
+    let module = wat::parse_str(text).expect("test module is valid WAT");
+    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
 }
 
 /// Calls the point with context `ctx`; returns the result and the context after.
@@ -52,7 +53,7 @@ fn contained(text: &str, capabilities: &str, cause: AbortCause) -> Runtime {
     let id = rt
         .load(
             POINT,
-            &wasm(text),
+            &compiled(text),
             Capabilities::parse(capabilities).unwrap(),
         )
         .unwrap();
@@ -107,7 +108,7 @@ fn linear_memory_blow_up_is_a_resource_limit() {
     );
     // A module that asks for too much memory up front is refused at load.
     let mut rt = runtime();
-    let error = rt.load(POINT, &wasm(r#"(module (memory 100) (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#), Capabilities::NONE);
+    let error = rt.load(POINT, &compiled(r#"(module (memory 100) (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#), Capabilities::NONE);
     assert!(matches!(error, Err(LoadError::Instantiate(_))), "{error:?}");
 }
 
@@ -167,7 +168,7 @@ fn lock_hog_times_out_and_releases() {
     // holding nothing (lock 1, which it did take, is released).
     let mut rt = runtime();
     rt.state().host_lock(2, true);
-    let module = wasm(
+    let module = compiled(
         r#"(module (import "rootstock" "lock" (func $lock (param i32)))
              (func (export "graft_main") (param i32) (result i32)
                (call $lock (i32.const 1)) (call $lock (i32.const 2)) (i32.const 0)))"#,
@@ -191,7 +192,7 @@ fn lock_hog_times_out_and_releases() {
 #[test]
 fn allocation_leak_hits_the_limit_and_unload_frees_everything() {
     let mut rt = runtime();
-    let module = wasm(
+    let module = compiled(
         r#"(module (import "rootstock" "buf_alloc" (func $alloc (param i32) (result i32)))
              (func (export "graft_main") (param i32) (result i32)
                (drop (call $alloc (i32.const 20000))) (i32.const 0)))"#,
@@ -222,7 +223,7 @@ fn allocation_leak_hits_the_limit_and_unload_frees_everything() {
 #[test]
 fn forbidden_imports_are_refused_at_load_naming_the_import() {
     let mut rt = runtime();
-    let module = wasm(
+    let module = compiled(
         r#"(module (import "rootstock" "counter_add" (func (param i32 i64) (result i64)))
              (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
     );
@@ -237,7 +238,7 @@ fn forbidden_imports_are_refused_at_load_naming_the_import() {
         }
     );
     assert!(error.to_string().contains("rootstock.counter_add"));
-    let wasi = wasm(
+    let wasi = compiled(
         r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
              (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
     );
@@ -252,18 +253,18 @@ fn forbidden_imports_are_refused_at_load_naming_the_import() {
 fn wrong_signatures_are_refused_at_load() {
     let mut rt = runtime();
     let no_main =
-        wasm(r#"(module (func (export "other") (param i32) (result i32) (i32.const 0)))"#);
+        compiled(r#"(module (func (export "other") (param i32) (result i32) (i32.const 0)))"#);
     assert_eq!(
         rt.load(POINT, &no_main, Capabilities::ALL),
         Err(LoadError::MissingExport("graft_main"))
     );
     let wrong =
-        wasm(r#"(module (func (export "graft_main") (param i64) (result i32) (i32.const 0)))"#);
+        compiled(r#"(module (func (export "graft_main") (param i64) (result i32) (i32.const 0)))"#);
     assert!(matches!(
         rt.load(POINT, &wrong, Capabilities::ALL),
         Err(LoadError::ExportSignature { .. })
     ));
-    let bad_import = wasm(
+    let bad_import = compiled(
         r#"(module (import "rootstock" "counter_add" (func (param i32) (result i64)))
              (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
     );
@@ -274,20 +275,34 @@ fn wrong_signatures_are_refused_at_load() {
 }
 
 #[test]
-fn malformed_and_truncated_modules_are_clean_errors() {
+fn malformed_and_truncated_artifacts_are_clean_errors() {
     let mut rt = runtime();
     let good =
-        wasm(r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 1)))"#);
-    for len in 0..good.len() {
+        compiled(r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 1)))"#);
+    for len in (0..good.len()).step_by(61) {
         let error = rt.load(POINT, &good[..len], Capabilities::ALL).unwrap_err();
-        // Cut at a section boundary it is a valid module without the export.
-        let expected = matches!(error, LoadError::Invalid(_) | LoadError::MissingExport(_));
-        assert!(expected, "truncated to {len}: {error:?}");
+        assert!(
+            matches!(error, LoadError::Invalid(_)),
+            "truncated to {len}: {error:?}"
+        );
     }
-    assert!(matches!(
-        rt.load(POINT, b"GET / HTTP/1.1\r\n", Capabilities::ALL),
-        Err(LoadError::Invalid(_))
-    ));
+    // Plain WebAssembly is not an artifact: it must be compiled (and signed).
+    let wasm = wat::parse_str(
+        r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 1)))"#,
+    )
+    .unwrap();
+    for bytes in [&wasm[..], b"GET / HTTP/1.1\r\n"] {
+        let error = rt.load(POINT, bytes, Capabilities::ALL).unwrap_err();
+        assert!(matches!(error, LoadError::Invalid(_)), "{error:?}");
+        assert!(
+            error.to_string().contains("not a loadable graft artifact"),
+            "{error}"
+        );
+    }
+    // An artifact for the images' target is refused here, saying why.
+    let for_images = grafts::compile(&wasm, grafts::Target::Image).unwrap();
+    let error = rt.load(POINT, &for_images, Capabilities::ALL).unwrap_err();
+    assert!(matches!(error, LoadError::Invalid(_)), "{error:?}");
     let huge = vec![0u8; 300 * 1024];
     assert!(matches!(
         rt.load(POINT, &huge, Capabilities::ALL),
@@ -300,10 +315,29 @@ fn malformed_and_truncated_modules_are_clean_errors() {
 }
 
 #[test]
+fn floating_point_is_refused_when_a_graft_is_compiled() {
+    let floats = wat::parse_str(
+        r#"(module (func (export "graft_main") (param i32) (result i32)
+             (i32.trunc_f32_s (f32.mul (f32.convert_i32_s (local.get 0)) (f32.const 1.5)))))"#,
+    )
+    .unwrap();
+    for target in [grafts::Target::Native, grafts::Target::Image] {
+        let error = grafts::compile(&floats, target).unwrap_err();
+        assert!(error.to_string().contains("float"), "{error}");
+    }
+    let simd = wat::parse_str(
+        r#"(module (func (export "graft_main") (param i32) (result i32)
+             (i32x4.extract_lane 0 (i32x4.splat (local.get 0)))))"#,
+    )
+    .unwrap();
+    assert!(grafts::compile(&simd, grafts::Target::Image).is_err());
+}
+
+#[test]
 fn after_k_failures_the_graft_is_unloaded_and_the_default_serves() {
     let mut rt = runtime();
     let module =
-        wasm(r#"(module (func (export "graft_main") (param i32) (result i32) unreachable))"#);
+        compiled(r#"(module (func (export "graft_main") (param i32) (result i32) unreachable))"#);
     rt.load(POINT, &module, Capabilities::NONE).unwrap();
     call(&mut rt, b"");
     assert!(rt.is_grafted(POINT));
@@ -321,7 +355,7 @@ fn a_failing_graft_can_be_restarted_once_before_unloading() {
     spec.restart = true;
     rt.declare(spec).unwrap();
     // Fails when its global counter is odd: a fresh instance starts at 0.
-    let module = wasm(
+    let module = compiled(
         r#"(module (global $n (mut i32) (i32.const 0))
              (func (export "graft_main") (param i32) (result i32)
                (global.set $n (i32.add (global.get $n) (i32.const 1)))
@@ -340,13 +374,13 @@ fn a_failing_graft_can_be_restarted_once_before_unloading() {
 #[test]
 fn commits_make_changes_durable_and_replace_is_atomic() {
     let mut rt = runtime();
-    let v1 = wasm(
+    let v1 = compiled(
         r#"(module (import "rootstock" "counter_add" (func $add (param i32 i64) (result i64)))
              (func (export "graft_main") (param i32) (result i32)
                (drop (call $add (i32.const 1) (i64.const 1))) (i32.const 1)))"#,
     );
     let v2 =
-        wasm(r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 2)))"#);
+        compiled(r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 2)))"#);
     let id = rt
         .load(POINT, &v1, Capabilities::parse("counters").unwrap())
         .unwrap();
@@ -367,7 +401,7 @@ fn commits_make_changes_durable_and_replace_is_atomic() {
 #[test]
 fn revocation_calls_the_graft_first_or_forces_it_out() {
     let mut rt = runtime();
-    let polite = wasm(
+    let polite = compiled(
         r#"(module (import "rootstock" "buf_alloc" (func $alloc (param i32) (result i32)))
                    (import "rootstock" "buf_free" (func $free (param i32)))
              (global $h (mut i32) (i32.const -1))
@@ -382,7 +416,7 @@ fn revocation_calls_the_graft_first_or_forces_it_out() {
     assert_eq!(rt.state().buffer_bytes(id), 100);
     assert_eq!(rt.revoke(POINT, id), Ok(Revocation::Clean));
     assert_eq!(rt.state().buffer_bytes(id), 0);
-    let stubborn = wasm(
+    let stubborn = compiled(
         r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 0))
              (func (export "graft_revoke") (loop (br 0))))"#,
     );
@@ -400,7 +434,7 @@ fn capabilities_narrowed_by_the_point_are_enforced() {
     let mut spec = PointSpec::replace(POINT, &[ValType::I32], &[ValType::I32]);
     spec.capabilities = Capabilities::parse("context").unwrap();
     rt.declare(spec).unwrap();
-    let module = wasm(
+    let module = compiled(
         r#"(module (import "rootstock" "counter_add" (func (param i32 i64) (result i64)))
              (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
     );
@@ -422,14 +456,14 @@ fn event_handlers_run_in_order_behind_their_guards() {
     ))
     .unwrap();
     // Handler for "port 80" only; handler for everything; a crashing one.
-    let port80 = wasm(
+    let port80 = compiled(
         r#"(module (func (export "graft_guard") (param i32) (result i32) (i32.eq (local.get 0) (i32.const 80)))
                    (func (export "graft_main") (param i32) (result i32) (i32.const 1)))"#,
     );
     let all =
-        wasm(r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 2)))"#);
+        compiled(r#"(module (func (export "graft_main") (param i32) (result i32) (i32.const 2)))"#);
     let crash =
-        wasm(r#"(module (func (export "graft_main") (param i32) (result i32) unreachable))"#);
+        compiled(r#"(module (func (export "graft_main") (param i32) (result i32) unreachable))"#);
     let a = rt.load("net.rx", &port80, Capabilities::NONE).unwrap();
     let b = rt.load("net.rx", &all, Capabilities::NONE).unwrap();
     let c = rt.load("net.rx", &crash, Capabilities::NONE).unwrap();

@@ -18,8 +18,9 @@ use proptest::prelude::*;
 const DEFAULT: i32 = -7;
 const ARG: i64 = 7;
 
-fn wasm(text: &str) -> Vec<u8> {
-    wat::parse_str(text).expect("test module is valid WAT")
+fn compiled(text: &str) -> Vec<u8> {
+    let module = wat::parse_str(text).expect("test module is valid WAT");
+    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
 }
 
 fn caps(names: &str) -> Capabilities {
@@ -45,7 +46,7 @@ fn runtime(policy_fuel: u64, emits: &[&str]) -> Runtime {
 /// arguments) with its memory's first bytes "PING", puts the verdict in
 /// counter 1, then `tail`.
 fn emitter(emit: &str, tail: &str) -> Vec<u8> {
-    wasm(&format!(
+    compiled(&format!(
         r#"(module
              (import "rootstock" "counter_add" (func $add (param i32 i64) (result i64)))
              (import "rootstock" "emit" (func $emit (param i32 i32 i32 i64) (result i64)))
@@ -67,7 +68,7 @@ const EMITTER_CAPS: &str = "counters,locks,events";
 /// event's context length, overwrites the event's context, puts a map
 /// entry, allocates a buffer, then `tail`.
 fn handler(tail: &str) -> Vec<u8> {
-    wasm(&format!(
+    compiled(&format!(
         r#"(module
              (import "rootstock" "counter_add" (func $add (param i32 i64) (result i64)))
              (import "rootstock" "ctx_len" (func $len (result i32)))
@@ -250,7 +251,7 @@ fn event(name: &str, emits: &[&str]) -> PointSpec {
 /// A handler that adds 1 to counter `counter`, emits its event 0 and adds
 /// the verdict to counter `counter + 4`.
 fn relay(counter: i32) -> Vec<u8> {
-    wasm(&format!(
+    compiled(&format!(
         r#"(module
              (import "rootstock" "counter_add" (func $add (param i32 i64) (result i64)))
              (import "rootstock" "emit" (func $emit (param i32 i32 i32 i64) (result i64)))
@@ -325,7 +326,7 @@ fn chains_of_emits_are_bounded_in_depth() {
 
 #[test]
 fn the_emitter_pays_for_its_handlers_fuel() {
-    let spin = wasm(r#"(module (func (export "graft_main") (param i64) (loop (br 0))))"#);
+    let spin = compiled(r#"(module (func (export "graft_main") (param i64) (loop (br 0))))"#);
     let emit = "(i32.const 0) (i32.const 0) (i32.const 4) (i64.const 7)";
     // A rich emitter survives its handler running out of (its own) fuel.
     let mut rt = runtime(1_000_000, &["audit"]);
@@ -378,7 +379,7 @@ fn emit_needs_the_events_capability_named_at_load() {
     );
     assert!(error.to_string().contains("rootstock.emit"));
     // Outside a transaction (a start function) emit is refused too.
-    let start = wasm(
+    let start = compiled(
         r#"(module
              (import "rootstock" "emit" (func $emit (param i32 i32 i32 i64) (result i64)))
              (memory (export "memory") 1)

@@ -43,20 +43,35 @@ const CALLER: &str = r#"(module
         (call $log (local.get $a) (local.get $b)))
     (i32.const 0)))"#;
 
+fn caller() -> Vec<u8> {
+    grafts::compile(&wat::parse_str(CALLER).unwrap(), grafts::Target::Native).unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn arbitrary_module_bytes_are_refused_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        // The compiler is the border for module bytes: random bytes never
+        // compile, and the runtime refuses them as an artifact.
+        prop_assert!(grafts::compile(&bytes, grafts::Target::Native).is_err());
         let mut rt = runtime();
-        let _ = rt.load("p", &bytes, Capabilities::ALL);
-        // Mutations of a valid module too.
+        let refused = rt.load("p", &bytes, Capabilities::ALL);
+        prop_assert!(matches!(refused, Err(grafts::LoadError::Invalid(_)) | Err(grafts::LoadError::TooLarge { .. })), "{:?}", refused);
+        prop_assert!(rt.list().is_empty() && !rt.is_grafted("p"));
+        // A mutated valid module either fails to compile, or compiles to
+        // an artifact that loads (or is refused at validation) cleanly.
         let mut valid = wat::parse_str(CALLER).unwrap();
         for (i, b) in bytes.iter().enumerate().take(16) {
             let at = (usize::from(*b) * 7 + i * 13) % valid.len();
             valid[at] ^= b.wrapping_add(1);
         }
-        let _ = rt.load("p", &valid, Capabilities::ALL);
+        if let Ok(artifact) = grafts::compile(&valid, grafts::Target::Native) {
+            match rt.load("p", &artifact, Capabilities::ALL) {
+                Ok(_) => prop_assert_eq!(rt.list().len(), 1),
+                Err(_) => prop_assert!(rt.list().is_empty()),
+            }
+        }
     }
 
     #[test]
@@ -64,7 +79,7 @@ proptest! {
         calls in proptest::collection::vec((0i32..10, any::<i32>(), any::<i32>(), any::<i64>()), 1..20)
     ) {
         let mut rt = runtime();
-        rt.load("p", &wat::parse_str(CALLER).unwrap(), Capabilities::ALL).unwrap();
+        rt.load("p", &caller(), Capabilities::ALL).unwrap();
         let mut context = b"0123456789abcdef".to_vec();
         for (which, a, b, c) in calls {
             let before = (context.clone(), (0..4).map(|i| rt.state().counter(i)).collect::<Vec<_>>());
@@ -78,7 +93,7 @@ proptest! {
             }
             if !rt.is_grafted("p") {
                 // Unloaded after K failures: load it again and go on.
-                rt.load("p", &wat::parse_str(CALLER).unwrap(), Capabilities::ALL).unwrap();
+                rt.load("p", &caller(), Capabilities::ALL).unwrap();
             }
         }
         prop_assert_eq!(rt.state().locks_held(), 0, "no lock outlives its transaction");

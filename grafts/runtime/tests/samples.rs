@@ -11,7 +11,8 @@ use grafts::testing::Ticks;
 use grafts::{AbortCause, Capabilities, Limits, PointSpec, Runtime, Val, ValType};
 
 fn module(name: &str) -> Vec<u8> {
-    xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    grafts::compile(&module, grafts::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn runtime(spec: PointSpec) -> Runtime {

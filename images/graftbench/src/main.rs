@@ -1,11 +1,11 @@
 //! The `graftbench` image: VINO's graft overhead table measured inside a
-//! booted image (`graft_host::bench`), on the TSC-based kernel clock.
+//! booted image (`graft_bench`), on the TSC-based kernel clock.
 //!
 //! It builds a graft host as every image does (`graft_host::serve::host`),
 //! measures the transaction mechanics, the indirection of an empty graft
-//! point, a null graft and the four sample grafts (embedded at build time
-//! from `ROOTSTOCK_GRAFTS_DIR`, which `cargo xtask build` sets after
-//! compiling them to `target/grafts/`), each beside the same algorithm
+//! point, a null graft and the four sample grafts (their artifacts embedded
+//! at build time from `ROOTSTOCK_GRAFTS_DIR`, which `cargo xtask build`
+//! sets after compiling them to `target/grafts/*.cwasm`), each beside the same algorithm
 //! compiled natively into this image, prints one line
 //! `graftbench: {JSON}` and exits 0 (1 if the table could not be set up).
 //! `cargo xtask bench grafts` boots it and reports the line.
@@ -19,7 +19,7 @@ unikernel::image!(main: main);
 
 #[cfg(target_os = "none")]
 async fn main() -> i32 {
-    use graft_host::bench::{self, Modules, Plan};
+    use graft_bench::{self as bench, Modules, Plan};
 
     macro_rules! graft {
         ($name:literal) => {
@@ -30,7 +30,7 @@ async fn main() -> i32 {
                 ),
                 "/",
                 $name,
-                ".wasm"
+                ".cwasm"
             ))
         };
     }
@@ -44,7 +44,8 @@ async fn main() -> i32 {
     let host = graft_host::serve::host();
     let now = || unikernel::arch::clock_now().as_nanos();
     let samples = bench::samples(modules, bench::natives());
-    let table = bench::run(&mut host.borrow_mut(), &now, Plan::IMAGE, samples);
+    let null = graft!("null-graft");
+    let table = bench::run(&mut host.borrow_mut(), &now, Plan::IMAGE, null, samples);
     match table {
         Ok(table) => {
             unikernel::println!("graftbench: {table}");

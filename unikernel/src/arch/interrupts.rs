@@ -215,7 +215,12 @@ pub fn set_device_handler(vector: u8, handler: fn()) {
 extern "C" fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     match vector {
-        0..=31 => super::fault::report(frame, Cr2::read_raw()),
+        0..=31 => {
+            let cr2 = Cr2::read_raw();
+            if !super::graft_code::recover(frame, cr2) {
+                super::fault::report(frame, cr2)
+            }
+        }
         TIMER_VECTOR => {
             apic::end_of_interrupt();
             crate::time::on_timer_interrupt();

@@ -10,6 +10,7 @@ pub mod fault;
 #[cfg(feature = "fault-injection")]
 pub mod fault_injection;
 pub mod gdt;
+pub mod graft_code;
 pub mod interrupts;
 pub mod ioapic;
 pub mod irq;
@@ -113,6 +114,7 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     // SAFETY: the frames were just taken from the allocator (nobody else
     // owns them) and are identity-mapped read-write by `paging::init`.
     unsafe { crate::memory::heap::init(heap, heap_size) };
+    graft_code::set_heap(heap, heap_size);
     let free = frames.free_bytes();
     *FRAMES.lock() = frames;
     // Debug level: under emulation every console byte is a VM exit, and this

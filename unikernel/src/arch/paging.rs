@@ -138,6 +138,15 @@ pub fn init(
     unsafe { Cr3::write(root_frame, Cr3Flags::empty()) };
 }
 
+/// The active PML4 (identity-mapped).
+pub(crate) fn root_table() -> &'static mut PageTable {
+    let root = ROOT.load(Ordering::Acquire);
+    assert!(root != 0, "paging is not initialised");
+    // SAFETY: ROOT is the active PML4, identity-mapped; callers serialise
+    // their edits (the frame allocator's lock, or one task at a time).
+    unsafe { &mut *(root as *mut PageTable) }
+}
+
 pub(crate) fn mapper() -> OffsetPageTable<'static> {
     let root = ROOT.load(Ordering::Acquire);
     assert!(root != 0, "paging is not initialised");

@@ -1,5 +1,5 @@
 //! `bench grafts`, in the image: boots the `graftbench` image (VINO's
-//! overhead table measured by `graft_host::bench` on the kernel's TSC
+//! overhead table measured by `graft_bench` on the kernel's TSC
 //! clock, printed as one `graftbench: {JSON}` line) [`BOOTS`] times and
 //! takes, figure by figure, the median of the boots' medians — under TCG a
 //! whole boot can run faster or slower than the next, which batches within

@@ -117,7 +117,7 @@ pub fn section(mode: &str, image: &Value, host: &Value) -> String {
          the **median over the boots of the median of {batches} batches** of about {batch_ms:.0} ms (the \
          iteration count per batch is found by a warm-up). The native bodies are the samples' own functions compiled into the image, so SFI is \
          graft − native, both in the image. Indirection is an empty graft point against a direct call \
-         of a default that returns nothing, as on the host (the same measurement, `graft_host::bench`). \
+         of a default that returns nothing, as on the host (the same measurement, `graft_bench`). \
          Each cell: **in image** / host (release, native CPU) \
          (VINO, OSDI '96, from shared/ANCHORS.md), µs per graft invocation.\n\n\
          | path | read-ahead | page eviction | scheduling | encryption |\n|---|---:|---:|---:|---:|\n"

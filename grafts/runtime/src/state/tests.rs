@@ -138,7 +138,11 @@ fn contested_locks_time_out_and_bad_arguments_are_refused() {
     let mut s = state();
     s.host_lock(4, true);
     s.begin(1);
+    let before = s.now_ns();
     assert_eq!(s.lock(4), Err(AbortCause::LockTimeout));
+    // At once: one CPU, nothing could release it, so the clock is not even
+    // read while "waiting" (each reading of this clock advances it 1 µs).
+    assert_eq!(s.now_ns() - before, 1_000, "the contended lock waited");
     assert_eq!(s.lock(-1), Err(AbortCause::BadArgument));
     assert_eq!(s.lock(1_000), Err(AbortCause::BadArgument));
     assert_eq!(s.write_context(9, b"xyz"), Err(AbortCause::BadArgument));

@@ -15,9 +15,13 @@
 //! operation as often as fits in [`Plan::batch_ns`] (found by a warm-up
 //! that doubles the count), so the same plan suits a fast host and TCG.
 //!
-//! Modules are installed with [`grafts::Runtime::load`] directly: what is
-//! measured is a call, not the signed-envelope border, which runs once per
-//! load.
+//! Artifacts (modules compiled for where this runs: the image's target
+//! by `cargo xtask build graftbench`, the host's by the host benchmark) are
+//! installed with [`grafts::Runtime::load`] directly: what is measured is a
+//! call, not the signed-envelope border, which runs once per load. The
+//! null graft is [`grafts::testing::NULL_GRAFT`] compiled.
+//!
+//! This crate is a test fixture: product images never link it.
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -28,7 +32,7 @@ use core::hint::black_box;
 use grafts::{Capabilities, PointSpec, Val, ValType};
 use serde_json::{Value, json};
 
-use crate::host::GraftHost;
+use graft_host::GraftHost;
 
 /// How each figure is measured.
 #[derive(Clone, Copy, Debug)]
@@ -115,17 +119,6 @@ pub fn measure(now: &dyn Fn() -> u64, plan: Plan, mut f: impl FnMut()) -> Figure
     }
 }
 
-/// The null graft: `(module (func (export "graft_main") (param i32)
-/// (result i32) (local.get 0)))`, encoded by hand (no WAT parser in an image).
-pub const NULL_GRAFT: &[u8] = &[
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-    0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f, // type: (i32) -> i32
-    0x03, 0x02, 0x01, 0x00, // function 0 has type 0
-    0x07, 0x0e, 0x01, 0x0a, b'g', b'r', b'a', b'f', b't', b'_', b'm', b'a', b'i', b'n', 0x00,
-    0x00, // export "graft_main" = function 0
-    0x0a, 0x06, 0x01, 0x04, 0x00, 0x20, 0x00, 0x0b, // code: local.get 0, end
-];
-
 /// The scheduling sample's context: four ready tasks `[priority, group, 0, 0]`.
 pub fn sched_context() -> Vec<u8> {
     [(1u8, 0u8), (5, 1), (5, 2), (5, 1)]
@@ -174,7 +167,6 @@ pub struct Natives<'a> {
 
 /// The samples' own algorithms, compiled into the caller, on the inputs
 /// [`samples`] gives their grafts.
-#[cfg(feature = "samples")]
 pub fn natives() -> Natives<'static> {
     let evict = evict_context();
     let sched = sched_context();
@@ -283,6 +275,7 @@ pub fn run(
     host: &mut GraftHost,
     now: &dyn Fn() -> u64,
     plan: Plan,
+    null_module: &[u8],
     samples: Vec<Sample<'_>>,
 ) -> Result<Value, String> {
     let mut figures = serde_json::Map::new();
@@ -355,7 +348,7 @@ pub fn run(
         .map_err(|e| setup_error("declaring bench.null", e))?;
     let runtime = host.runtime();
     runtime
-        .load("bench.null", NULL_GRAFT, Capabilities::NONE)
+        .load("bench.null", null_module, Capabilities::NONE)
         .map_err(|e| setup_error("loading the null graft", e))?;
     let null_graft = measure(now, plan, || {
         black_box(runtime.invoke_at(null, &mut context, &[Val::I32(1)], default));
@@ -437,25 +430,20 @@ mod tests {
         assert_eq!(figure.iterations, 10);
 
         // The whole table, on std's clock, with stand-in modules of the
-        // samples' signatures.
-        assert_eq!(
-            NULL_GRAFT,
-            wat::parse_str(
-                r#"(module (func (export "graft_main") (param i32) (result i32) (local.get 0)))"#
-            )
-            .unwrap()
-        );
+        // samples' signatures, compiled for this host.
+        let compile = |text: &str| {
+            grafts::compile(&wat::parse_str(text).unwrap(), grafts::Target::Native).unwrap()
+        };
         let module = |ty: &str| {
-            wat::parse_str(alloc::format!(
+            compile(&alloc::format!(
                 r#"(module (func (export "graft_main") (param {ty}) (result {ty}) (local.get 0)))"#
             ))
-            .unwrap()
         };
         let (i64_module, i32_module) = (module("i64"), module("i32"));
-        let cipher = wat::parse_str(
+        let cipher = compile(
             r#"(module (func (export "graft_main") (param i64) (result i32) (i32.const 0)))"#,
-        )
-        .unwrap();
+        );
+        let null = grafts::compile(grafts::testing::NULL_GRAFT, grafts::Target::Native).unwrap();
         let modules = Modules {
             readahead: &i64_module,
             evict: &i32_module,
@@ -476,7 +464,7 @@ mod tests {
             batch_ns: 100_000,
             max_iterations: 1 << 16,
         };
-        let table = run(&mut host, &now, plan, samples(modules, natives)).unwrap();
+        let table = run(&mut host, &now, plan, &null, samples(modules, natives)).unwrap();
         for key in [
             "begin_commit_ns",
             "abort10_ns",

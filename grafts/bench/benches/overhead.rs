@@ -1,16 +1,19 @@
 //! VINO's overhead table on the host: the same measurement as the
-//! `graftbench` image (`graft_host::bench`), on std's clock; prints one
+//! `graftbench` image (`graft_bench`), on std's clock; prints one
 //! JSON object that `cargo xtask bench grafts` turns into the report.
 
 use std::rc::Rc;
 use std::time::Instant;
 
+use graft_bench::{self as bench, Modules, Plan};
 use graft_host::GraftHost;
-use graft_host::bench::{self, Modules, Plan};
 
 fn main() {
-    let module =
-        |name: &str| xtask::grafts::module(name).unwrap_or_else(|e| panic!("graft {name}: {e:#}"));
+    let compile = |wasm: &[u8]| grafts::compile(wasm, grafts::Target::Native).unwrap();
+    let module = |name: &str| {
+        compile(&xtask::grafts::module(name).unwrap_or_else(|e| panic!("graft {name}: {e:#}")))
+    };
+    let null = compile(grafts::testing::NULL_GRAFT);
     let (readahead, evict) = (module("strided-readahead"), module("keep-hot"));
     let (sched, cipher) = (module("priority-sched"), module("stream-cipher"));
     let modules = Modules {
@@ -24,7 +27,7 @@ fn main() {
     let clock = Rc::new(grafts::testing::Ticks::default());
     let mut host = GraftHost::new(clock, graft_control::TrustedKeys::default());
     let samples = bench::samples(modules, bench::natives());
-    match bench::run(&mut host, &now, Plan::HOST, samples) {
+    match bench::run(&mut host, &now, Plan::HOST, &null, samples) {
         Ok(table) => println!("{table}"),
         Err(e) => {
             eprintln!("overhead: {e}");

@@ -1,0 +1,101 @@
+//! The values that cross the graft border: integers only.
+//!
+//! Grafts are integer code. Floating point is refused when a graft is
+//! compiled (see [`crate::engine`]): the image is built soft-float and saves
+//! no FPU state, so a graft's floats would share registers with nothing
+//! that preserves them. Every graft point's parameters and results, and
+//! every accessor's, are `i32` or `i64`; these two types say so, and keep
+//! the engine's own value types out of the host's code.
+
+/// A parameter or result type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValType {
+    I32,
+    I64,
+}
+
+/// A parameter or result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Val {
+    I32(i32),
+    I64(i64),
+}
+
+impl Val {
+    /// Zero of `ty`.
+    pub const fn default_for_ty(ty: ValType) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(0),
+            ValType::I64 => Val::I64(0),
+        }
+    }
+
+    pub const fn ty(self) -> ValType {
+        match self {
+            Val::I32(_) => ValType::I32,
+            Val::I64(_) => ValType::I64,
+        }
+    }
+
+    pub const fn i32(self) -> Option<i32> {
+        match self {
+            Val::I32(v) => Some(v),
+            Val::I64(_) => None,
+        }
+    }
+
+    pub const fn i64(self) -> Option<i64> {
+        match self {
+            Val::I64(v) => Some(v),
+            Val::I32(_) => None,
+        }
+    }
+
+    /// The engine's value.
+    pub(crate) fn to_engine(self) -> wasmtime::Val {
+        match self {
+            Val::I32(v) => wasmtime::Val::I32(v),
+            Val::I64(v) => wasmtime::Val::I64(v),
+        }
+    }
+
+    /// From the engine's value, if it is an integer.
+    pub(crate) fn from_engine(value: &wasmtime::Val) -> Option<Val> {
+        match value {
+            wasmtime::Val::I32(v) => Some(Val::I32(*v)),
+            wasmtime::Val::I64(v) => Some(Val::I64(*v)),
+            _ => None,
+        }
+    }
+}
+
+impl ValType {
+    /// Whether the engine's type is this one.
+    pub(crate) fn matches(self, ty: &wasmtime::ValType) -> bool {
+        matches!(
+            (self, ty),
+            (ValType::I32, wasmtime::ValType::I32) | (ValType::I64, wasmtime::ValType::I64)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_through_the_engine_and_keep_their_type() {
+        for v in [
+            Val::I32(-7),
+            Val::I64(1 << 40),
+            Val::default_for_ty(ValType::I64),
+        ] {
+            assert_eq!(Val::from_engine(&v.to_engine()), Some(v));
+        }
+        assert!(ValType::I32.matches(&wasmtime::ValType::I32));
+        assert!(!ValType::I64.matches(&wasmtime::ValType::I32));
+        assert_eq!(Val::from_engine(&wasmtime::Val::F32(0)), None);
+        assert_eq!(Val::I32(3).i64(), None);
+        assert_eq!(Val::I64(3).i64(), Some(3));
+    }
+}
