@@ -48,6 +48,29 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// The median of a sample, ignoring NaNs (runs that measured nothing);
+/// `None` when nothing is left. The one definition every report uses.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(percentile(&values, 50.0))
+}
+
+/// The smallest and largest value of a sample (NaNs ignored), for the
+/// min–max spread every timing table carries.
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| !v.is_nan())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((f64::min(lo, v), f64::max(hi, v))),
+        })
+}
+
 /// PASS or MISS.
 pub fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }

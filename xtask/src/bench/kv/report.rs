@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{CLIENTS, Crash, DIRTY_MIB, LOADS, MEMORY, Network, System};
-use crate::bench::{out_dir, percentile, verdict};
+use crate::bench::{median, out_dir, verdict};
 use crate::qemu::Accel;
 
 /// The issue's target: at least twice the Linux guest's requests/s.
@@ -11,20 +11,12 @@ const TARGET: f64 = 2.0;
 /// What Unikraft reported for Redis (ANCHORS.md), quoted beside each ratio.
 const REFERENCE_RATIO: &str = "Unikraft reported 1.7× for GET at -P 16, KVM";
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some(percentile(&values, 50.0))
-}
-
 /// Medians over runs: (SET, GET) requests/s at pipeline depth `pipeline`.
 fn at(system: &System, pipeline: usize) -> Option<(f64, f64)> {
     let runs = &system.runs.iter().find(|d| d.pipeline == pipeline)?.samples;
     Some((
-        median(runs.iter().map(|r| r.0).collect())?,
-        median(runs.iter().map(|r| r.1).collect())?,
+        median(runs.iter().map(|r| r.0))?,
+        median(runs.iter().map(|r| r.1))?,
     ))
 }
 
@@ -112,10 +104,10 @@ pub fn write(
     md.push_str("\n## Warm reboot: kernel panic → serving again\n\n");
     match reboots {
         Ok(crashes) if !crashes.is_empty() => {
-            let ready = median(crashes.iter().map(|c| c.ready_ms).collect()).unwrap_or(f64::NAN);
+            let ready = median(crashes.iter().map(|c| c.ready_ms)).unwrap_or(f64::NAN);
             let serving =
-                median(crashes.iter().map(|c| c.serving_ms).collect()).unwrap_or(f64::NAN);
-            let recovery = median(crashes.iter().map(|c| c.recovery_us as f64).collect());
+                median(crashes.iter().map(|c| c.serving_ms)).unwrap_or(f64::NAN);
+            let recovery = median(crashes.iter().map(|c| c.recovery_us as f64));
             writeln!(
                 md,
                 "`DEBUG PANIC` (fault-injection build of `kv`, release) after 64 KiB of SETs, \

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::load::WrkReport;
 use super::{FloorTry, LOADS, MEMORY, ROUNDS, System, WARMUP, WRK_RUNS, WRK_SECONDS};
-use crate::bench::{out_dir, percentile, report, verdict};
+use crate::bench::{median, out_dir, percentile, report, verdict};
 use crate::qemu::Accel;
 
 const SIZE_TARGET: u64 = 300 * 1024;
@@ -17,20 +17,12 @@ fn sorted(values: &[f64]) -> Vec<f64> {
     v
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    percentile(&values, 50.0)
-}
-
 /// Medians over wrk runs: (req/s, p50 µs, p99 µs, errors summed).
 fn wrk_summary(runs: &[WrkReport]) -> Option<(f64, f64, f64, u64)> {
-    if runs.is_empty() {
-        return None;
-    }
     Some((
-        median(runs.iter().map(|r| r.requests_per_sec).collect()),
-        median(runs.iter().map(|r| r.p50_us).collect()),
-        median(runs.iter().map(|r| r.p99_us).collect()),
+        median(runs.iter().map(|r| r.requests_per_sec))?,
+        median(runs.iter().map(|r| r.p50_us))?,
+        median(runs.iter().map(|r| r.p99_us))?,
         runs.iter().map(|r| r.errors).sum(),
     ))
 }
