@@ -6,6 +6,7 @@
 //! without failing the command on a miss. Every timing names its mode.
 
 pub mod boot;
+pub mod exits;
 pub mod grafts_http;
 pub mod grafts_image;
 pub mod grafts_table;
