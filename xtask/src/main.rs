@@ -208,6 +208,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                     What::Grafts => xtask::grafts::bench(accel)?,
                     What::Net => xtask::bench::net::run(accel)?,
                     What::Kv => xtask::bench::kv::run(runs.clamp(1, 3), accel)?,
+                    What::Exits => xtask::bench::exits_only(accel)?,
                 }
             }
             Ok(0)

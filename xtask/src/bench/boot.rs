@@ -51,9 +51,11 @@ fn boot_once(mut command: std::process::Command, ready_line: &str) -> anyhow::Re
                 if ready.is_none() && line.contains(ready_line) {
                     ready = Some(at);
                 }
+                // `entry->main N TSC cycles, M ns`
                 if let Some(ns) = line
                     .split("entry->main ")
                     .nth(1)
+                    .and_then(|r| r.rsplit(", ").next())
                     .and_then(|r| r.strip_suffix(" ns"))
                 {
                     sample.entry_to_main_us = ns.trim().parse::<f64>().ok().map(|ns| ns / 1000.0);
@@ -202,6 +204,15 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&json)?,
     )?;
     println!("{md}");
+    costs(accel)?;
     eprintln!("bench boot: wrote target/bench/boot.md, boot.json, boot.svg");
     Ok(())
+}
+
+/// Instructions and exit-class events of every image's boot, appended to
+/// `boot.md` / `boot.json`.
+pub fn costs(accel: Accel) -> anyhow::Result<()> {
+    let boots = super::boot_costs::measure_all(accel);
+    let (md, json) = super::boot_costs::report(&boots);
+    super::costs::append("boot", &md, "costs", json)
 }

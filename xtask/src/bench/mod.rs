@@ -6,6 +6,8 @@
 //! without failing the command on a miss. Every timing names its mode.
 
 pub mod boot;
+pub mod boot_costs;
+pub mod costs;
 pub mod exits;
 pub mod grafts_http;
 pub mod grafts_image;
@@ -31,6 +33,21 @@ pub enum What {
     Net,
     /// redis-benchmark against `kv` beside Redis in a Linux guest; warm reboot and recovery.
     Kv,
+    /// Only what transfers to KVM, no timings: guest instructions and
+    /// exit-class events per boot phase and per request (part of boot, net
+    /// and kv too).
+    Exits,
+}
+
+/// `bench exits`: the instruction and exit-event counts of `boot`, `net`
+/// and `kv` without their timings (appended to the same reports).
+pub fn exits_only(accel: crate::qemu::Accel) -> anyhow::Result<()> {
+    let (accel, why) = accel.resolve();
+    eprintln!("bench exits: accel {} ({why})", accel.name().to_uppercase());
+    boot::costs(accel)?;
+    let elves = crate::images::build(&["echo".to_string(), "http".to_string()], true, None)?;
+    net::costs::run(&elves[0], &elves[1], accel)?;
+    kv::costs(accel)
 }
 
 /// Where reports go.

@@ -8,6 +8,7 @@
 //! network (`-netdev user,hostfwd=...`), so every figure includes QEMU's
 //! slirp on both sides of the comparison; the ratios are what matter.
 
+pub mod costs;
 pub mod linux;
 pub mod load;
 pub mod native;
@@ -36,9 +37,9 @@ pub const WRK_SECONDS: u64 = 5;
 /// Guest RAM sizes tried for the `http` image's floor, MiB, largest first.
 pub const FLOOR_TRIES: [u32; 8] = [32, 16, 8, 6, 5, 4, 3, 2];
 
-const ECHO_READY: &str = "echo: listening on";
-const HTTP_READY: &str = "http: serving on";
-const BOOT_LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const ECHO_READY: &str = "echo: listening on";
+pub(crate) const HTTP_READY: &str = "http: serving on";
+pub(crate) const BOOT_LIMIT: Duration = Duration::from_secs(180);
 
 /// One system's measurements.
 #[derive(Debug, Default)]
@@ -220,5 +221,6 @@ pub fn run(accel: Accel) -> anyhow::Result<()> {
     let size = crate::images::stripped_size(http).context("stripping the http image")?;
     let systems = [rootstock(echo, http, accel), linux_guest(accel), host()];
     let floor = ram_floor(http, accel);
-    report::write(accel, why, &systems, size, &floor)
+    report::write(accel, why, &systems, size, &floor)?;
+    costs::run(echo, http, accel)
 }
