@@ -40,6 +40,10 @@ impl Nic for NetDevice {
     fn poll_interrupt(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         NetDevice::poll_interrupt(self, cx)
     }
+
+    fn flush(&mut self) {
+        NetDevice::flush(self)
+    }
 }
 
 /// Starts the stack on the first virtio-net device with receive policy

@@ -32,6 +32,7 @@ extern crate alloc;
 pub mod arch;
 pub mod cmdline;
 pub mod console;
+pub mod event_idx;
 pub mod memory;
 pub mod panic;
 pub mod slab;

@@ -217,7 +217,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
     match vector {
         0..=31 => super::fault::report(frame, Cr2::read_raw()),
         TIMER_VECTOR => {
-            apic::end_of_interrupt();
+            apic::timer_interrupt();
             crate::time::on_timer_interrupt();
         }
         _ => {

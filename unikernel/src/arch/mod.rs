@@ -20,6 +20,7 @@ pub mod start_info;
 pub mod tsc;
 pub mod virtio;
 pub mod virtio_blk;
+pub mod virtio_kick;
 pub mod virtio_net;
 
 use spin::Once;
@@ -165,7 +166,9 @@ impl Platform for Machine {
                 return;
             }
             let ns = deadline.as_nanos() - now.as_nanos();
-            apic::arm_oneshot(calibration().ns_to_apic_ticks(ns));
+            apic::arm_for(deadline.as_nanos().max(1), || {
+                calibration().ns_to_apic_ticks(ns)
+            });
         }
         // `sti; hlt` is atomic with respect to interrupts: a wake-up that
         // arrives after the check above still ends the halt.

@@ -131,17 +131,25 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
     let (ready_p50, ready_p90) = stats(&mut ready);
     let (exit_p50, exit_p90) = stats(&mut exit);
     let (entry_p50, entry_p90) = stats(&mut entry);
+    // min–max over the runs, in the unit of each column.
+    let range = |v: &[f64], scale: f64| {
+        super::spread(v.iter().copied())
+            .map_or("—".into(), |(lo, hi)| format!("{:.1}–{:.1}", lo / scale, hi / scale))
+    };
 
     let mut md = format!(
         "# Boot time\n\nMode: **{mode}**, {runs} runs each, QEMU microvm (acpi=off), {MEMORY} RAM, \
-         release `hello`. Medians and p90.\n\n| system | launch → ready | launch → exit | guest entry → main |\n\
-         |---|---:|---:|---:|\n| Rootstock hello | {:.1} ms (p90 {:.1}) | {:.1} ms (p90 {:.1}) | {:.1} µs (p90 {:.1}) |\n",
+         release `hello`. Medians, p90 and min–max over the runs.\n\n| system | launch → ready | launch → exit | guest entry → main |\n\
+         |---|---:|---:|---:|\n| Rootstock hello | {:.1} ms (p90 {:.1}; {} ms) | {:.1} ms (p90 {:.1}; {} ms) | {:.1} µs (p90 {:.1}; {} µs) |\n",
         ready_p50 / 1e3,
         ready_p90 / 1e3,
+        range(&ready, 1e3),
         exit_p50 / 1e3,
         exit_p90 / 1e3,
+        range(&exit, 1e3),
         entry_p50,
-        entry_p90
+        entry_p90,
+        range(&entry, 1.0),
     );
     let mut json = serde_json::json!({
         "mode": mode, "runs": runs, "memory": MEMORY,
@@ -158,9 +166,10 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
             let (lr50, lr90) = stats(&mut l_ready);
             let (le50, le90) = stats(&mut l_exit);
             md.push_str(&format!(
-                "| Linux guest (Debian cloud kernel + busybox initramfs) | {:.1} ms (p90 {:.1}) | {:.1} ms (p90 {:.1}) | — |\n\n\
+                "| Linux guest (Debian cloud kernel + busybox initramfs) | {:.1} ms (p90 {:.1}; {} ms) | {:.1} ms (p90 {:.1}; {} ms) | — |\n\n\
                  Rootstock / Linux, launch → ready (median): **{:.4}** (1/{:.0}).\n",
-                lr50 / 1e3, lr90 / 1e3, le50 / 1e3, le90 / 1e3, ready_p50 / lr50, lr50 / ready_p50
+                lr50 / 1e3, lr90 / 1e3, range(&l_ready, 1e3), le50 / 1e3, le90 / 1e3, range(&l_exit, 1e3),
+                ready_p50 / lr50, lr50 / ready_p50
             ));
             md.push_str(&format!(
                 "\nTargets: launch → ready ≤ 1/20 of the Linux guest's: {}; guest entry → main ≤ 50 µs: {} \

@@ -23,6 +23,12 @@ use serde_json::{Value, json};
 
 use super::exits::{Counts, Probe};
 
+/// `ROOTSTOCK_BENCH_OURS_ONLY=1` skips the Linux guest in these counts
+/// (for a quick look at one change; the reports then show no ratio).
+pub fn linux_wanted() -> bool {
+    std::env::var_os("ROOTSTOCK_BENCH_OURS_ONLY").is_none()
+}
+
 /// What a row measures and its target (exit-class events per request).
 pub struct Row {
     pub what: String,

@@ -66,7 +66,11 @@ pub fn run(elf: &std::path::Path, accel: Accel) -> anyhow::Result<()> {
         r.map_err(|e| format!("{e:#}").lines().next().unwrap_or("failed").to_string())
     };
     let ours = text(ours(elf, accel));
-    let linux = text(linux_guest(accel));
+    let linux = if costs::linux_wanted() {
+        text(linux_guest(accel))
+    } else {
+        Err("skipped (ROOTSTOCK_BENCH_OURS_ONLY)".into())
+    };
     let mut rows = Vec::new();
     let mut index = 0;
     for (pipeline, requests) in LOADS {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{CLIENTS, Crash, DIRTY_MIB, LOADS, MEMORY, Network, System};
-use crate::bench::{median, out_dir, verdict};
+use crate::bench::{median, out_dir, spread, verdict};
 use crate::qemu::Accel;
 
 /// The issue's target: at least twice the Linux guest's requests/s.
@@ -69,7 +69,7 @@ pub fn write(
          lowers every figure). `kv`, the Linux guest and host redis are measured in turns \
          (run 1 of each, then run 2, ...) with both VMs up throughout, so that other load \
          weighs on all three alike; write-through is measured afterwards, alone.\n\n\
-         | system | -P | requests per run | SET | GET |\n|---|---:|---:|---:|---:|\n",
+         | system | -P | requests per run | SET | SET min–max | GET | GET min–max |\n|---|---:|---:|---:|---:|---:|---:|\n",
         network.describe(),
         load[0],
         load[1],
@@ -78,12 +78,18 @@ pub fn write(
         for depth in &system.runs {
             let (pipeline, requests) = (depth.pipeline, depth.requests);
             let m = at(system, pipeline);
+            let range = |f: fn(&(f64, f64)) -> f64| {
+                spread(depth.samples.iter().map(f))
+                    .map_or("—".into(), |(lo, hi)| format!("{lo:.0}–{hi:.0}"))
+            };
             writeln!(
                 md,
-                "| {} | {pipeline} | {requests} | {} | {} |",
+                "| {} | {pipeline} | {requests} | {} | {} | {} | {} |",
                 system.name,
                 cell(m.map(|m| m.0)),
-                cell(m.map(|m| m.1))
+                range(|s| s.0),
+                cell(m.map(|m| m.1)),
+                range(|s| s.1),
             )?;
         }
     }

@@ -72,7 +72,11 @@ pub fn run(echo: &Path, http: &Path, accel: Accel) -> anyhow::Result<()> {
     eprintln!("bench net: per-request instructions and exit-class events (icount, traced)");
     let echo_ours = text(ours_echo(echo, accel));
     let http_ours = text(ours_http(http, accel));
-    let linux = text(linux_all(accel));
+    let linux = if costs::linux_wanted() {
+        text(linux_all(accel))
+    } else {
+        Err("skipped (ROOTSTOCK_BENCH_OURS_ONLY)".into())
+    };
     let pick = |r: &Result<[Counts; 2], String>, i: usize| r.clone().map(|v| v[i]);
     let rows = vec![
         Row {
