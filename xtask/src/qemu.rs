@@ -138,6 +138,9 @@ pub struct Qemu {
     pub qmp: Option<PathBuf>,
     /// Trace [`EXIT_EVENTS`] into this file (`-trace ... -D FILE`).
     pub trace: Option<PathBuf>,
+    /// The network on this tap device instead of the user network
+    /// (`forwards` are then the caller's: see `crate::tapnet`).
+    pub tap: Option<String>,
 }
 
 /// QEMU 7.2 trace events for what costs a VM exit under KVM: queue
@@ -170,6 +173,7 @@ impl Qemu {
             icount: false,
             qmp: None,
             trace: None,
+            tap: None,
         }
     }
 
@@ -198,7 +202,13 @@ impl Qemu {
         if self.no_reboot {
             qemu.arg("-no-reboot");
         }
-        if !self.forwards.is_empty() {
+        if let Some(tap) = &self.tap {
+            qemu.args([
+                "-netdev",
+                &format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+            ]);
+            qemu.args(["-device", "virtio-net-device,netdev=net0"]);
+        } else if !self.forwards.is_empty() {
             let forwards: String = self
                 .forwards
                 .iter()
