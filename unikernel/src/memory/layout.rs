@@ -145,15 +145,18 @@ mod tests {
     }
 
     fn runs_match(layout: &ImageLayout, end: u64) {
+        let runs: Vec<_> = layout.runs(end).collect();
         let mut covered = 0;
-        for (start, stop, protection) in layout.runs(end) {
+        for &(start, stop, _) in &runs {
             assert_eq!(start, covered, "runs are contiguous and in order");
-            for page in (start..stop).step_by(4096) {
-                assert_eq!(layout.protection(page), protection, "page {page:#x}");
-            }
+            assert_eq!(start % 4096, 0, "runs start on a page");
             covered = stop;
         }
         assert_eq!(covered, end);
+        for page in (0..end).step_by(4096) {
+            let run = runs.iter().find(|r| (r.0..r.1).contains(&page)).unwrap();
+            assert_eq!(layout.protection(page), run.2, "page {page:#x}");
+        }
     }
 
     #[test]
