@@ -23,8 +23,9 @@ const LIMIT: Duration = Duration::from_secs(40);
 fn a_burst_of_256_connections_completes_in_seconds() {
     let tap = match TapNet::create() {
         Ok(tap) => tap,
-        Err(e) if !std::fs::read_to_string("/proc/self/status")
-            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t"))) =>
+        Err(e)
+            if !std::fs::read_to_string("/proc/self/status")
+                .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t"))) =>
         {
             eprintln!("skipped, not root: {e:#}\n({NEEDS})");
             return;

@@ -144,8 +144,7 @@ fn spawn_connector(
 ) -> anyhow::Result<mpsc::Sender<(u16, mpsc::Sender<std::io::Result<TcpStream>>)>> {
     let path = format!("/var/run/netns/{name}");
     let namespace = File::open(&path).with_context(|| format!("cannot open {path}"))?;
-    let (requests, incoming) =
-        mpsc::channel::<(u16, mpsc::Sender<std::io::Result<TcpStream>>)>();
+    let (requests, incoming) = mpsc::channel::<(u16, mpsc::Sender<std::io::Result<TcpStream>>)>();
     let (entered, ok) = mpsc::channel();
     std::thread::spawn(move || {
         // setns affects this thread only: sockets it makes live in the

@@ -59,9 +59,7 @@ pub fn write_emergency(bytes: &[u8]) {
 /// Reads what COM1 has received, without waiting; 0 when nothing is there.
 pub fn receive(buffer: &mut [u8]) -> usize {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        port()
-            .as_mut()
-            .map_or(0, |uart| uart.receive_bytes(buffer))
+        port().as_mut().map_or(0, |uart| uart.receive_bytes(buffer))
     })
 }
 

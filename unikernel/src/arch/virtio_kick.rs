@@ -104,8 +104,8 @@ impl<T: Transport> Kicker<T> {
                 let new = ((ring.driver + 2) as *const u16).read_volatile();
                 // The index must be visible before the device's view of it is read.
                 fence(Ordering::SeqCst);
-                let event = ((ring.device + 4 + 8 * u64::from(ring.size)) as *const u16)
-                    .read_volatile();
+                let event =
+                    ((ring.device + 4 + 8 * u64::from(ring.size)) as *const u16).read_volatile();
                 (new, event)
             };
             if new == ring.last {
@@ -212,7 +212,11 @@ impl<T: Transport> Transport for Deferred<T> {
     fn read_config_space<V: FromBytes + IntoBytes>(&self, offset: usize) -> Result<V> {
         self.0.borrow().transport.read_config_space(offset)
     }
-    fn write_config_space<V: IntoBytes + Immutable>(&mut self, offset: usize, value: V) -> Result<()> {
+    fn write_config_space<V: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: V,
+    ) -> Result<()> {
         self.0
             .borrow_mut()
             .transport

@@ -133,8 +133,9 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
     let (entry_p50, entry_p90) = stats(&mut entry);
     // min–max over the runs, in the unit of each column.
     let range = |v: &[f64], scale: f64| {
-        super::spread(v.iter().copied())
-            .map_or("—".into(), |(lo, hi)| format!("{:.1}–{:.1}", lo / scale, hi / scale))
+        super::spread(v.iter().copied()).map_or("—".into(), |(lo, hi)| {
+            format!("{:.1}–{:.1}", lo / scale, hi / scale)
+        })
     };
 
     let mut md = format!(

@@ -65,7 +65,10 @@ fn boot(qemu: &Qemu, ready: &str, settle: Duration) -> anyhow::Result<String> {
             break;
         }
         let trace = std::fs::read_to_string(&probe).unwrap_or_default();
-        let text: Vec<u8> = exits::serial_bytes(&trace).into_iter().map(|(_, b)| b).collect();
+        let text: Vec<u8> = exits::serial_bytes(&trace)
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
         if String::from_utf8_lossy(&text).contains(ready) {
             std::thread::sleep(settle);
             let _ = child.kill();
@@ -108,7 +111,12 @@ fn qemu_for(elf: &Path, image: &str, accel: Accel) -> anyhow::Result<Qemu> {
     Ok(qemu)
 }
 
-fn measure(elf: &Path, image: &'static str, ready: &str, accel: Accel) -> anyhow::Result<ImageBoot> {
+fn measure(
+    elf: &Path,
+    image: &'static str,
+    ready: &str,
+    accel: Accel,
+) -> anyhow::Result<ImageBoot> {
     let mut qemu = qemu_for(elf, image, accel)?;
     let _probe = Probe::attach(&mut qemu, &format!("boot-{image}-phases"))?;
     qemu.qmp = None;
@@ -214,7 +222,11 @@ pub fn report(boots: &[Result<ImageBoot, String>]) -> (String, Value) {
     }
     if let Some(Ok(hello)) = boots.first() {
         let main = hello.phases.iter().find(|(n, _)| n == "main").map(|p| p.1);
-        let serial = hello.before_ready.as_ref().map(|r| r.1).unwrap_or(usize::MAX);
+        let serial = hello
+            .before_ready
+            .as_ref()
+            .map(|r| r.1)
+            .unwrap_or(usize::MAX);
         md.push_str(&format!(
             "\nTarget: `hello` entry → main ≤ 20,000 instructions with 0 serial bytes before \
              main at the default log level: {} ({} instructions, {serial} bytes).\n",

@@ -140,7 +140,10 @@ pub fn http(
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("client panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("client panicked")))
+                })
                 .collect()
         });
         done.into_iter().sum()

@@ -26,7 +26,9 @@ fn all(probe: &mut Probe, addr: SocketAddr) -> anyhow::Result<Vec<Counts>> {
     let mut out = Vec::new();
     for (pipeline, requests) in LOADS {
         for test in TESTS {
-            out.push(costs::redis(probe, addr, test, pipeline, CLIENTS, requests)?);
+            out.push(costs::redis(
+                probe, addr, test, pipeline, CLIENTS, requests,
+            )?);
         }
     }
     Ok(out)
@@ -63,7 +65,13 @@ fn linux_guest(accel: Accel) -> anyhow::Result<Vec<Counts>> {
 pub fn run(elf: &std::path::Path, accel: Accel) -> anyhow::Result<()> {
     eprintln!("bench kv: per-request instructions and exit-class events (icount, traced)");
     let text = |r: anyhow::Result<Vec<Counts>>| {
-        r.map_err(|e| format!("{e:#}").lines().next().unwrap_or("failed").to_string())
+        r.map_err(|e| {
+            format!("{e:#}")
+                .lines()
+                .next()
+                .unwrap_or("failed")
+                .to_string()
+        })
     };
     let ours = text(ours(elf, accel));
     let linux = if costs::linux_wanted() {

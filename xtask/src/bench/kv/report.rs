@@ -111,8 +111,7 @@ pub fn write(
     match reboots {
         Ok(crashes) if !crashes.is_empty() => {
             let ready = median(crashes.iter().map(|c| c.ready_ms)).unwrap_or(f64::NAN);
-            let serving =
-                median(crashes.iter().map(|c| c.serving_ms)).unwrap_or(f64::NAN);
+            let serving = median(crashes.iter().map(|c| c.serving_ms)).unwrap_or(f64::NAN);
             let recovery = median(crashes.iter().map(|c| c.recovery_us as f64));
             writeln!(
                 md,

@@ -64,7 +64,13 @@ fn linux_all(accel: Accel) -> anyhow::Result<(Counts, [Counts; 2])> {
 }
 
 fn text<T>(result: anyhow::Result<T>) -> Result<T, String> {
-    result.map_err(|e| format!("{e:#}").lines().next().unwrap_or("failed").to_string())
+    result.map_err(|e| {
+        format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or("failed")
+            .to_string()
+    })
 }
 
 /// Measures everything and appends the table to `net.md` / `net.json`.

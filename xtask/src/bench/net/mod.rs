@@ -72,7 +72,11 @@ impl System {
                 let mut sorted = samples.clone();
                 sorted.sort_by(f64::total_cmp);
                 let p50 = crate::bench::percentile(&sorted, 50.0);
-                eprintln!("bench net: {} round trips, boot {}: p50 {p50:.0} us", self.name, self.rtt_boots.len() + 1);
+                eprintln!(
+                    "bench net: {} round trips, boot {}: p50 {p50:.0} us",
+                    self.name,
+                    self.rtt_boots.len() + 1
+                );
                 self.rtt_boots.push((p50, host_load()));
                 self.rtt_us.extend(samples);
             }

@@ -89,7 +89,10 @@ pub fn write(
         )?;
     }
     for system in systems {
-        let (Some((lo, hi)), Some(mid)) = (spread(system.rtt_boots.iter().map(|b| b.0)), rtt_p50(system)) else {
+        let (Some((lo, hi)), Some(mid)) = (
+            spread(system.rtt_boots.iter().map(|b| b.0)),
+            rtt_p50(system),
+        ) else {
             continue;
         };
         if (hi - lo) / mid > 0.2 {
@@ -149,7 +152,11 @@ pub fn write(
                     p50 / 1000.0,
                     p99 / 1000.0
                 )?,
-                None => writeln!(md, "| {} | {connections} | — | — | — | — | — |", system.name)?,
+                None => writeln!(
+                    md,
+                    "| {} | {connections} | — | — | — | — | — |",
+                    system.name
+                )?,
             }
         }
     }
