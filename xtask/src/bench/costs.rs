@@ -255,12 +255,19 @@ pub fn json(rows: &[Row]) -> Value {
     )
 }
 
+/// How every costs section starts (`markdown`, `boot_costs::report`).
+pub const SECTION: &str = "\n## Costs that transfer to KVM";
+
 /// Appends `md` to the report `name` (`net.md`) and `value` under `key`
 /// to `name`'s JSON twin, creating either if missing.
 pub fn append(name: &str, md: &str, key: &str, value: Value) -> anyhow::Result<()> {
     let dir = super::out_dir();
     let md_path = dir.join(format!("{name}.md"));
     let mut text = std::fs::read_to_string(&md_path).unwrap_or_default();
+    // One costs section per report: an earlier run's is replaced.
+    if let Some(at) = text.find(SECTION) {
+        text.truncate(at);
+    }
     text.push_str(md);
     std::fs::write(&md_path, text)?;
     let json_path = dir.join(format!("{name}.json"));
