@@ -47,4 +47,9 @@ pub trait Nic {
     /// signal so that a later event signals again; otherwise registers
     /// `cx`'s waker for the next one.
     fn poll_interrupt(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Hands what this poll posted and sent to the device (a device that
+    /// batches its notifications kicks here, once); the runner calls it
+    /// after every poll.
+    fn flush(&mut self) {}
 }

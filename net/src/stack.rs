@@ -307,6 +307,7 @@ async fn run<N: Nic, P: RxPolicy>(core: Rc<RefCell<Core>>, mut port: Port<N, P>)
                 port.announce(address);
             }
             let delay = core.poll(now, &mut port);
+            port.nic().flush();
             core.stats.port = port.stats();
             delay
         };

@@ -40,6 +40,10 @@ impl Nic for NetDevice {
     fn poll_interrupt(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         NetDevice::poll_interrupt(self, cx)
     }
+
+    fn flush(&mut self) {
+        NetDevice::flush(self)
+    }
 }
 
 /// Starts the stack on the first virtio-net device with receive policy
@@ -51,6 +55,9 @@ pub fn open<P: RxPolicy>(config: Config) -> Result<Stack, OpenError> {
 /// [`open`] with a receive policy the caller built.
 pub fn open_with<P: RxPolicy>(mut config: Config, policy: P) -> Result<Stack, OpenError> {
     let device = NetDevice::open()?;
+    unikernel::arch::boot::phases::phase("virtio-net");
     config.random_seed ^= unikernel::arch::cycles_since_entry();
-    Ok(Stack::start_with(device, config, policy))
+    let stack = Stack::start_with(device, config, policy);
+    unikernel::arch::boot::phases::phase("network up");
+    Ok(stack)
 }

@@ -53,9 +53,35 @@ impl Guest {
             .map(|&guest| (guest, SocketAddr::from(([127, 0, 0, 1], free_port()))))
             .collect();
         qemu.forwards = forwards.iter().map(|(g, h)| (h.port(), *g)).collect();
-        let mut child = qemu
-            .command()
-            .expect("QEMU command")
+        Guest::spawn(qemu.command().expect("QEMU command"), forwards, ready)
+    }
+
+    /// Like [`Guest::start_ports`] on `tap`'s tap device (`--net tap`): QEMU
+    /// inside its namespace, each guest port relayed from a free host port.
+    pub fn start_on_tap(
+        mut qemu: Qemu,
+        guest_ports: &[u16],
+        ready: &str,
+        tap: &xtask::tapnet::TapNet,
+    ) -> Guest {
+        let forwards: Vec<(u16, SocketAddr)> = guest_ports
+            .iter()
+            .map(|&guest| {
+                let addr = tap.forward(0, guest).expect("relay");
+                (guest, addr)
+            })
+            .collect();
+        qemu.tap = Some(xtask::tapnet::TAP.into());
+        let command = tap.wrap(&qemu.command().expect("QEMU command"));
+        Guest::spawn(command, forwards, ready)
+    }
+
+    fn spawn(
+        mut command: std::process::Command,
+        forwards: Vec<(u16, SocketAddr)>,
+        ready: &str,
+    ) -> Guest {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -32,6 +32,7 @@ extern crate alloc;
 pub mod arch;
 pub mod cmdline;
 pub mod console;
+pub mod event_idx;
 pub mod memory;
 pub mod panic;
 pub mod slab;
@@ -90,9 +91,10 @@ pub fn app_status(status: i32) -> u8 {
 /// Ends the image with the application's `status`.
 #[cfg(target_os = "none")]
 pub fn shutdown(status: i32) -> ! {
-    let entry_to_main =
-        arch::cycles_to_ns(BOOT_TO_MAIN_CYCLES.load(core::sync::atomic::Ordering::Relaxed));
-    log::info!(target: "boot", "entry->main {entry_to_main} ns");
+    arch::boot::phases::report();
+    let cycles = BOOT_TO_MAIN_CYCLES.load(core::sync::atomic::Ordering::Relaxed);
+    let entry_to_main = arch::cycles_to_ns(cycles);
+    log::info!(target: "boot", "entry->main {cycles} TSC cycles, {entry_to_main} ns");
     log::info!(target: "exit", "main returned {status}");
     arch::exit::exit(app_status(status))
 }
@@ -108,7 +110,9 @@ pub fn start<P: task::SchedPolicy, F: core::future::Future<Output = i32> + 'stat
 ) -> i32 {
     let cycles = arch::cycles_since_entry();
     BOOT_TO_MAIN_CYCLES.store(cycles, core::sync::atomic::Ordering::Relaxed);
-    log::info!(target: "boot", "image {image}, scheduler {}, entry->main {cycles} TSC cycles", P::NAME);
+    arch::boot::phases::phase("main");
+    // Debug level: every console byte before `main` is a VM exit.
+    log::debug!(target: "boot", "image {image}, scheduler {}, entry->main {cycles} TSC cycles", P::NAME);
     run::<P, i32>(main)
 }
 

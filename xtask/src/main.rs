@@ -55,6 +55,11 @@ enum Cmd {
         /// http, echo and kv, unless -p forwards guest port 7070 already).
         #[arg(long)]
         no_control: bool,
+        /// user: QEMU's user network (no privileges; forwarded ports accept one
+        /// connection at a time). tap: a tap device in a network namespace of
+        /// its own, ports relayed from 127.0.0.1 (root; bursts of connections).
+        #[arg(long, value_enum, default_value = "user")]
+        net: NetKind,
     },
     /// Run every test: host unit tests and the integration tests that boot images.
     Test,
@@ -82,6 +87,12 @@ enum Cmd {
     /// --addr, or $ROOTSTOCK_CONTROL. `load` grants
     /// "context,maps,counters,time,log" unless --grant says otherwise.
     Graft(xtask::graft_cli::GraftArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum NetKind {
+    User,
+    Tap,
 }
 
 fn parse_forward(text: &str) -> Result<(u16, u16), String> {
@@ -133,6 +144,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             publish,
             disk,
             no_control,
+            net,
         } => {
             setup::tools(&["qemu-system-x86_64"])?;
             let elf = build(&image, release)?;
@@ -171,10 +183,27 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             if let Some(note) = control.note {
                 eprintln!("{note}");
             }
-            let status = qemu
-                .command()?
+            // Kept until QEMU exits: dropping it deletes the namespace.
+            let mut tap = None;
+            let mut command = qemu.command()?;
+            if net == NetKind::Tap {
+                let tapnet = xtask::tapnet::TapNet::create()?;
+                for &(host, guest) in &qemu.forwards {
+                    tapnet.forward(host, guest)?;
+                }
+                qemu.tap = Some(xtask::tapnet::TAP.into());
+                command = tapnet.wrap(&qemu.command()?);
+                eprintln!(
+                    "run: network on tap {} in namespace {} (guest 10.0.2.15), ports relayed from 127.0.0.1",
+                    xtask::tapnet::TAP,
+                    tapnet.name()
+                );
+                tap = Some(tapnet);
+            }
+            let status = command
                 .status()
                 .context("cannot start qemu-system-x86_64")?;
+            drop(tap);
             let outcome = Outcome::from_qemu(status.code());
             if let Some(text) = outcome.explain() {
                 eprintln!("run: {text}");
@@ -208,6 +237,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                     What::Grafts => xtask::grafts::bench(accel)?,
                     What::Net => xtask::bench::net::run(accel)?,
                     What::Kv => xtask::bench::kv::run(runs.clamp(1, 3), accel)?,
+                    What::Exits => xtask::bench::exits_only(accel)?,
                 }
             }
             Ok(0)

@@ -131,7 +131,33 @@ pub struct Qemu {
     /// Exit on guest reset (off for images that warm-reboot).
     pub no_reboot: bool,
     pub gdb: bool,
+    /// `-icount shift=0`: the guest's TSC advances by one per instruction,
+    /// and QMP's `query-replay` returns the instructions executed.
+    pub icount: bool,
+    /// A QMP socket (UNIX, server, no wait) at this path.
+    pub qmp: Option<PathBuf>,
+    /// Trace [`EXIT_EVENTS`] into this file (`-trace ... -D FILE`).
+    pub trace: Option<PathBuf>,
+    /// The network on this tap device instead of the user network
+    /// (`forwards` are then the caller's: see `crate::tapnet`).
+    pub tap: Option<String>,
 }
+
+/// QEMU 7.2 trace events for what costs a VM exit under KVM: queue
+/// notifications and interrupts, APIC/IOAPIC and virtio-mmio register
+/// accesses, serial port writes.
+pub const EXIT_EVENTS: [&str; 10] = [
+    "virtio_queue_notify",
+    "virtio_notify",
+    "apic_local_deliver",
+    "apic_mem_writel",
+    "apic_mem_readl",
+    "ioapic_mem_read",
+    "ioapic_mem_write",
+    "virtio_mmio_read",
+    "virtio_mmio_write_offset",
+    "serial_write",
+];
 
 impl Qemu {
     pub fn new(elf: impl Into<PathBuf>) -> Qemu {
@@ -144,6 +170,10 @@ impl Qemu {
             disk: None,
             no_reboot: true,
             gdb: false,
+            icount: false,
+            qmp: None,
+            trace: None,
+            tap: None,
         }
     }
 
@@ -172,7 +202,13 @@ impl Qemu {
         if self.no_reboot {
             qemu.arg("-no-reboot");
         }
-        if !self.forwards.is_empty() {
+        if let Some(tap) = &self.tap {
+            qemu.args([
+                "-netdev",
+                &format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+            ]);
+            qemu.args(["-device", "virtio-net-device,netdev=net0"]);
+        } else if !self.forwards.is_empty() {
             let forwards: String = self
                 .forwards
                 .iter()
@@ -193,6 +229,19 @@ impl Qemu {
         }
         if self.gdb {
             qemu.args(["-s", "-S"]);
+        }
+        if self.icount {
+            qemu.args(["-icount", "shift=0"]);
+        }
+        if let Some(path) = &self.qmp {
+            qemu.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", path.display()));
+        }
+        if let Some(path) = &self.trace {
+            for event in EXIT_EVENTS {
+                qemu.args(["-trace", event]);
+            }
+            qemu.arg("-D").arg(path);
         }
         qemu.arg("-kernel").arg(&self.elf);
         if !self.append.is_empty() {

@@ -222,7 +222,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             }
         }
         TIMER_VECTOR => {
-            apic::end_of_interrupt();
+            apic::timer_interrupt();
             crate::time::on_timer_interrupt();
         }
         _ => {

@@ -21,6 +21,7 @@ pub mod start_info;
 pub mod tsc;
 pub mod virtio;
 pub mod virtio_blk;
+pub mod virtio_kick;
 pub mod virtio_net;
 
 use spin::Once;
@@ -69,16 +70,20 @@ pub fn uptime_if_calibrated() -> Option<u64> {
 
 /// Rust's first code: brings the machine up and runs the image.
 pub extern "C" fn kernel_entry(start_info: u32) -> ! {
+    boot::phases::phase("long mode");
     serial::init();
     let info = start_info::read(u64::from(start_info));
     CMDLINE.call_once(|| info.cmdline);
     crate::console::init(crate::cmdline::log_level(info.cmdline));
     log::debug!(target: "boot", "command line: {}", info.cmdline);
+    boot::phases::phase("console");
     gdt::init();
     interrupts::init();
+    boot::phases::phase("gdt, idt");
 
     let layout = boot::layout();
     let mut frames = info.memory.free_frames(MIB, (layout.start, layout.end));
+    boot::phases::phase("frames");
     let rio = crate::memory::layout::rio_placement(
         info.memory.ram_top(),
         __ROOTSTOCK_RIO_BYTES,
@@ -101,6 +106,7 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
         rio.unwrap_or((0, 0)),
         &mut frames,
     );
+    boot::phases::phase("page tables");
     let largest = frames
         .ranges()
         .iter()
@@ -117,6 +123,7 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     graft_code::set_heap(heap, heap_size);
     let free = frames.free_bytes();
     *FRAMES.lock() = frames;
+    boot::phases::phase("heap");
     // Debug level: under emulation every console byte is a VM exit, and this
     // line would otherwise be the largest part of entry → main.
     log::debug!(target: "boot", "{} MiB RAM, image {:#x}..{:#x}, heap {} KiB, {} KiB free frames",
@@ -125,9 +132,13 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
     if let Some((start, end)) = rio {
         rio::adopt(start, end);
     }
+    boot::phases::phase("rio");
     apic::init();
-    let lines = ioapic::init();
-    log::debug!(target: "boot", "I/O APIC with {lines} lines");
+    ioapic::init();
+    if log::log_enabled!(target: "boot", log::Level::Debug) {
+        log::debug!(target: "boot", "I/O APIC with {} lines", ioapic::lines());
+    }
+    boot::phases::phase("apic, ioapic");
     x86_64::instructions::interrupts::enable();
     let status = __rootstock_image_main();
     crate::shutdown(status)
@@ -144,6 +155,7 @@ impl Platform for Machine {
 
     fn idle(&mut self, deadline: Option<Instant>) {
         use x86_64::instructions::interrupts;
+        boot::phases::report();
         interrupts::disable();
         if has_pending_work() {
             interrupts::enable();
@@ -156,11 +168,15 @@ impl Platform for Machine {
                 return;
             }
             let ns = deadline.as_nanos() - now.as_nanos();
-            apic::arm_oneshot(calibration().ns_to_apic_ticks(ns));
+            apic::arm_for(deadline.as_nanos().max(1), || {
+                calibration().ns_to_apic_ticks(ns)
+            });
         }
         // `sti; hlt` is atomic with respect to interrupts: a wake-up that
         // arrives after the check above still ends the halt.
+        let halted = tsc::now();
         interrupts::enable_and_hlt();
+        boot::phases::exclude(tsc::now() - halted);
     }
 }
 

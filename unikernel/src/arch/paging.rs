@@ -113,11 +113,26 @@ pub fn init(
         let pd = unsafe { &mut *(pdpt[gib].addr().as_u64() as *mut PageTable) };
         let entry = &mut pd[((chunk % GIB) / LARGE) as usize];
         if chunk < small_end {
-            let (address, pt) = table(frames);
-            for (i, pte) in pt.iter_mut().enumerate() {
-                let page = chunk + i as u64 * FRAME_SIZE;
-                if let Some(flags) = kernel_flags(layout, page) {
-                    pte.set_addr(PhysAddr::new(page), flags);
+            // Every entry is written below (0 where unmapped): no zeroing.
+            let address = frames
+                .allocate(1, FRAME_SIZE)
+                .expect("out of frames for page tables");
+            let entries = address as *mut u64;
+            // Run by run, not page by page: one protection decision per
+            // section instead of 512 (entry → `main` is counted in
+            // instructions).
+            for (start, end, _) in layout.runs(chunk + LARGE).filter(|r| r.1 > chunk) {
+                let start = start.max(chunk);
+                let bits = kernel_flags(layout, start).map_or(0, |flags| flags.bits());
+                let present = if bits == 0 { 0 } else { 1 };
+                let first = (start - chunk) / FRAME_SIZE;
+                let last = ((end - chunk) / FRAME_SIZE).min(512);
+                for index in first..last {
+                    let page = chunk + index * FRAME_SIZE;
+                    // SAFETY: `address` is a frame just taken from the
+                    // allocator (nobody else owns it), identity-mapped, and
+                    // `index` < 512 entries of 8 bytes.
+                    unsafe { entries.add(index as usize).write((page | bits) * present) };
                 }
             }
             entry.set_addr(PhysAddr::new(address), Flags::PRESENT | Flags::WRITABLE);
@@ -130,6 +145,7 @@ pub fn init(
         }
         chunk += LARGE;
     }
+    premap_devices(pdpt, frames);
     ROOT.store(root_address, Ordering::Release);
     let root_frame = PhysFrame::containing_address(PhysAddr::new(root_address));
     // SAFETY: the new tables map the running code (text), the stack, data
@@ -145,6 +161,35 @@ pub(crate) fn root_table() -> &'static mut PageTable {
     // SAFETY: ROOT is the active PML4, identity-mapped; callers serialise
     // their edits (the frame allocator's lock, or one task at a time).
     unsafe { &mut *(root as *mut PageTable) }
+}
+
+/// Where the local APIC (0xfee0_0000), the I/O APIC (0xfec0_0000) and
+/// microvm's virtio-mmio slots (0xfeb0_0000 on) live: mapped at boot as
+/// three uncached 2 MiB pages, so that bringing them up builds no page
+/// tables (three zeroed frames and a table walk each, otherwise).
+const DEVICES: (u64, u64) = (0xfea0_0000, 0xff00_0000);
+
+fn premap_devices(pdpt: &mut PageTable, frames: &mut FrameAllocator) {
+    let gib = (DEVICES.0 / GIB) as usize;
+    if pdpt[gib].is_unused() {
+        let (address, _) = table(frames);
+        pdpt[gib].set_addr(PhysAddr::new(address), Flags::PRESENT | Flags::WRITABLE);
+    }
+    // SAFETY: the PDPT entry points at a page-table frame set just above
+    // or by `init`.
+    let pd = unsafe { &mut *(pdpt[gib].addr().as_u64() as *mut PageTable) };
+    let flags = Flags::PRESENT
+        | Flags::WRITABLE
+        | Flags::HUGE_PAGE
+        | Flags::NO_CACHE
+        | Flags::WRITE_THROUGH
+        | no_execute();
+    for chunk in (DEVICES.0..DEVICES.1).step_by(LARGE as usize) {
+        let entry = &mut pd[((chunk % GIB) / LARGE) as usize];
+        if entry.is_unused() {
+            entry.set_addr(PhysAddr::new(chunk), flags);
+        }
+    }
 }
 
 pub(crate) fn mapper() -> OffsetPageTable<'static> {

@@ -22,16 +22,24 @@ fn open() -> Uart16550<PioBackend> {
     uart
 }
 
-/// Initialises COM1.
-pub fn init() {
-    let uart = open();
-    x86_64::instructions::interrupts::without_interrupts(|| *PORT.lock() = Some(uart));
+/// Nothing yet: COM1 is set up on first use ([`write`], [`receive`],
+/// [`SerialInput::open`]), so an image that prints nothing before `main`
+/// spends no port writes (each a VM exit) on a console it has not used.
+pub fn init() {}
+
+/// COM1, set up on first use; call with interrupts disabled.
+fn port() -> spin::MutexGuard<'static, Option<Uart16550<PioBackend>>> {
+    let mut port = PORT.lock();
+    if port.is_none() {
+        *port = Some(open());
+    }
+    port
 }
 
 /// Writes bytes to COM1.
 pub fn write(bytes: &[u8]) {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        if let Some(uart) = PORT.lock().as_mut() {
+        if let Some(uart) = port().as_mut() {
             uart.send_bytes_exact(bytes);
         }
     });
@@ -51,9 +59,7 @@ pub fn write_emergency(bytes: &[u8]) {
 /// Reads what COM1 has received, without waiting; 0 when nothing is there.
 pub fn receive(buffer: &mut [u8]) -> usize {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        PORT.lock()
-            .as_mut()
-            .map_or(0, |uart| uart.receive_bytes(buffer))
+        port().as_mut().map_or(0, |uart| uart.receive_bytes(buffer))
     })
 }
 
@@ -68,7 +74,7 @@ impl SerialInput {
     pub fn open() -> Result<SerialInput, super::irq::IrqError> {
         let line = super::irq::IrqLine::claim(COM1_GSI)?;
         x86_64::instructions::interrupts::without_interrupts(|| {
-            if let Some(uart) = PORT.lock().as_mut() {
+            if let Some(uart) = port().as_mut() {
                 uart.enable_interrupts(uart_16550::spec::registers::IER::DATA_READY);
             }
         });

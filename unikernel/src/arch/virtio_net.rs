@@ -18,7 +18,10 @@
 //! device before any buffer is freed.
 //!
 //! The transport is a type parameter: microvm's virtio-mmio by default, a
-//! PCI transport on a PCI machine.
+//! PCI transport on a PCI machine. virtio-drivers sees it through
+//! [`virtio_kick::Deferred`]: the frames posted or sent during one poll of
+//! the stack reach the device with at most one kick per queue
+//! ([`NetDevice::flush`]), and only when the device asked for one.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -31,6 +34,7 @@ use virtio_drivers::transport::{DeviceType, Transport};
 
 use super::irq::IrqLine;
 use super::virtio::{KernelHal, take};
+use super::virtio_kick::{self, Deferred, Kicker, MMIO_INTERRUPT_ACK};
 
 /// Descriptors per queue (receive and transmit each).
 pub const QUEUE_SIZE: usize = 64;
@@ -102,6 +106,8 @@ pub struct DeviceStats {
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub interrupts: u64,
+    /// Queue notifications sent (receive and transmit).
+    pub kicks: u64,
     /// Frames the device returned in an unusable state (dropped).
     pub rx_errors: u64,
 }
@@ -109,7 +115,8 @@ pub struct DeviceStats {
 /// A virtio-net device with its buffers and interrupt line.
 pub struct NetDevice<T: Transport = MmioTransport<'static>> {
     // First field: dropped (queues detached) before the buffers below.
-    raw: VirtIONetRaw<KernelHal, T, QUEUE_SIZE>,
+    raw: VirtIONetRaw<KernelHal, Deferred<T>, QUEUE_SIZE>,
+    kicker: Kicker<T>,
     /// Receive buffers the device owns, by token.
     rx_posted: Vec<Option<Box<[u8]>>>,
     /// Transmit buffers the device owns, by token, with the length lent.
@@ -127,14 +134,29 @@ impl NetDevice {
     /// Opens the first virtio-net device found on microvm's virtio-mmio bus.
     pub fn open() -> Result<NetDevice, OpenError> {
         let found = take(DeviceType::Network).ok_or(OpenError::NoDevice)?;
-        NetDevice::new(found.transport, found.gsi)
+        // SAFETY: `found.address` is the device's virtio-mmio register
+        // block, identity-mapped uncached by discovery.
+        let (deferred, kicker) = unsafe {
+            virtio_kick::split(found.transport, Some(found.address + MMIO_INTERRUPT_ACK))
+        };
+        NetDevice::start(deferred, kicker, found.gsi)
     }
 }
 
 impl<T: Transport> NetDevice<T> {
     /// Starts the device behind `transport`, whose interrupt arrives on `gsi`.
     pub fn new(transport: T, gsi: u32) -> Result<NetDevice<T>, OpenError> {
-        let mut raw = VirtIONetRaw::<KernelHal, T, QUEUE_SIZE>::new(transport).map_err(|e| {
+        // SAFETY: no acknowledgement register is given.
+        let (deferred, kicker) = unsafe { virtio_kick::split(transport, None) };
+        NetDevice::start(deferred, kicker, gsi)
+    }
+
+    fn start(
+        transport: Deferred<T>,
+        kicker: Kicker<T>,
+        gsi: u32,
+    ) -> Result<NetDevice<T>, OpenError> {
+        let mut raw = VirtIONetRaw::<KernelHal, _, QUEUE_SIZE>::new(transport).map_err(|e| {
             log::error!(target: "net", "virtio-net failed to start: {e:?}");
             OpenError::Device
         })?;
@@ -149,6 +171,7 @@ impl<T: Transport> NetDevice<T> {
         raw.enable_interrupts();
         let mut device = NetDevice {
             raw,
+            kicker,
             rx_posted: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx_posted: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx_free: (0..QUEUE_SIZE)
@@ -162,9 +185,10 @@ impl<T: Transport> NetDevice<T> {
         for _ in 0..QUEUE_SIZE {
             device.post_rx(vec![0u8; BUFFER_LEN].into_boxed_slice());
         }
+        device.flush();
         // An interrupt raised before the line was routed left the (level)
         // line high: acknowledge it, or no further edge would ever come.
-        device.raw.ack_interrupt();
+        device.kicker.ack_interrupt();
         let mac = device.mac();
         log::info!(target: "net", "virtio-net {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, GSI {gsi}, \
             {QUEUE_SIZE} descriptors per queue, {header}-byte header",
@@ -177,7 +201,16 @@ impl<T: Transport> NetDevice<T> {
     }
 
     pub fn stats(&self) -> DeviceStats {
-        self.stats
+        DeviceStats {
+            kicks: self.kicker.kicks(),
+            ..self.stats
+        }
+    }
+
+    /// Tells the device about the buffers posted and the frames sent since
+    /// the last flush, if it asked to hear (call once per poll).
+    pub fn flush(&mut self) {
+        self.kicker.flush();
     }
 
     /// Lends `buffer` to the device for the next received frame.
@@ -289,7 +322,7 @@ impl<T: Transport> NetDevice<T> {
     /// drains the queues, so a frame that arrives meanwhile raises a new one.
     pub fn poll_interrupt(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.irq.register(cx.waker()) && self.irq.take_fired() {
-            self.raw.ack_interrupt();
+            self.kicker.ack_interrupt();
             self.stats.interrupts += 1;
             Poll::Ready(())
         } else {

@@ -45,6 +45,33 @@ impl ImageLayout {
     }
 }
 
+impl ImageLayout {
+    /// `[0, end)` cut into runs of pages with one protection each, as
+    /// `(start, end, protection)` in address order (runs may be empty):
+    /// the page tables fill a run without asking page by page.
+    pub fn runs(&self, end: u64) -> impl Iterator<Item = (u64, u64, Protection)> + '_ {
+        let mut cuts = [
+            4096,
+            self.text.0,
+            self.text.1,
+            self.rodata.0,
+            self.rodata.1,
+            self.stack_guard,
+            self.stack.0,
+        ]
+        // A page takes the protection of its first byte: a section that
+        // ends inside a page gives that page its own protection.
+        .map(|cut| cut.next_multiple_of(4096).min(end));
+        cuts.sort_unstable();
+        let starts = core::iter::once(0).chain(cuts);
+        let ends = cuts.into_iter().chain(core::iter::once(end));
+        starts
+            .zip(ends)
+            .filter(|(start, end)| start < end)
+            .map(|(start, end)| (start, end, self.protection(start)))
+    }
+}
+
 /// Granularity of the Rio region (one large page).
 pub const RIO_ALIGN: u64 = 2 << 20;
 
@@ -101,6 +128,34 @@ mod tests {
         for page in (0..0x20_0000).step_by(4096) {
             let p = LAYOUT.protection(page);
             assert!(!(p == Protection::ReadExecute && page >= LAYOUT.data_start));
+        }
+    }
+
+    #[test]
+    fn runs_give_every_page_its_protection() {
+        let end = 0x20_0000;
+        let unaligned = ImageLayout {
+            text: (0x10_0000, 0x10_844e),
+            rodata: (0x10_9000, 0x10_ade8),
+            ..LAYOUT
+        };
+        for layout in [LAYOUT, unaligned] {
+            runs_match(&layout, end);
+        }
+    }
+
+    fn runs_match(layout: &ImageLayout, end: u64) {
+        let runs: Vec<_> = layout.runs(end).collect();
+        let mut covered = 0;
+        for &(start, stop, _) in &runs {
+            assert_eq!(start, covered, "runs are contiguous and in order");
+            assert_eq!(start % 4096, 0, "runs start on a page");
+            covered = stop;
+        }
+        assert_eq!(covered, end);
+        for page in (0..end).step_by(4096) {
+            let run = runs.iter().find(|r| (r.0..r.1).contains(&page)).unwrap();
+            assert_eq!(layout.protection(page), run.2, "page {page:#x}");
         }
     }
 

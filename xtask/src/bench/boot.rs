@@ -51,9 +51,11 @@ fn boot_once(mut command: std::process::Command, ready_line: &str) -> anyhow::Re
                 if ready.is_none() && line.contains(ready_line) {
                     ready = Some(at);
                 }
+                // `entry->main N TSC cycles, M ns`
                 if let Some(ns) = line
                     .split("entry->main ")
                     .nth(1)
+                    .and_then(|r| r.rsplit(", ").next())
                     .and_then(|r| r.strip_suffix(" ns"))
                 {
                     sample.entry_to_main_us = ns.trim().parse::<f64>().ok().map(|ns| ns / 1000.0);
@@ -129,17 +131,26 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
     let (ready_p50, ready_p90) = stats(&mut ready);
     let (exit_p50, exit_p90) = stats(&mut exit);
     let (entry_p50, entry_p90) = stats(&mut entry);
+    // min–max over the runs, in the unit of each column.
+    let range = |v: &[f64], scale: f64| {
+        super::spread(v.iter().copied()).map_or("—".into(), |(lo, hi)| {
+            format!("{:.1}–{:.1}", lo / scale, hi / scale)
+        })
+    };
 
     let mut md = format!(
         "# Boot time\n\nMode: **{mode}**, {runs} runs each, QEMU microvm (acpi=off), {MEMORY} RAM, \
-         release `hello`. Medians and p90.\n\n| system | launch → ready | launch → exit | guest entry → main |\n\
-         |---|---:|---:|---:|\n| Rootstock hello | {:.1} ms (p90 {:.1}) | {:.1} ms (p90 {:.1}) | {:.1} µs (p90 {:.1}) |\n",
+         release `hello`. Medians, p90 and min–max over the runs.\n\n| system | launch → ready | launch → exit | guest entry → main |\n\
+         |---|---:|---:|---:|\n| Rootstock hello | {:.1} ms (p90 {:.1}; {} ms) | {:.1} ms (p90 {:.1}; {} ms) | {:.1} µs (p90 {:.1}; {} µs) |\n",
         ready_p50 / 1e3,
         ready_p90 / 1e3,
+        range(&ready, 1e3),
         exit_p50 / 1e3,
         exit_p90 / 1e3,
+        range(&exit, 1e3),
         entry_p50,
-        entry_p90
+        entry_p90,
+        range(&entry, 1.0),
     );
     let mut json = serde_json::json!({
         "mode": mode, "runs": runs, "memory": MEMORY,
@@ -156,9 +167,10 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
             let (lr50, lr90) = stats(&mut l_ready);
             let (le50, le90) = stats(&mut l_exit);
             md.push_str(&format!(
-                "| Linux guest (Debian cloud kernel + busybox initramfs) | {:.1} ms (p90 {:.1}) | {:.1} ms (p90 {:.1}) | — |\n\n\
+                "| Linux guest (Debian cloud kernel + busybox initramfs) | {:.1} ms (p90 {:.1}; {} ms) | {:.1} ms (p90 {:.1}; {} ms) | — |\n\n\
                  Rootstock / Linux, launch → ready (median): **{:.4}** (1/{:.0}).\n",
-                lr50 / 1e3, lr90 / 1e3, le50 / 1e3, le90 / 1e3, ready_p50 / lr50, lr50 / ready_p50
+                lr50 / 1e3, lr90 / 1e3, range(&l_ready, 1e3), le50 / 1e3, le90 / 1e3, range(&l_exit, 1e3),
+                ready_p50 / lr50, lr50 / ready_p50
             ));
             md.push_str(&format!(
                 "\nTargets: launch → ready ≤ 1/20 of the Linux guest's: {}; guest entry → main ≤ 50 µs: {} \
@@ -202,6 +214,15 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&json)?,
     )?;
     println!("{md}");
+    costs(accel)?;
     eprintln!("bench boot: wrote target/bench/boot.md, boot.json, boot.svg");
     Ok(())
+}
+
+/// Instructions and exit-class events of every image's boot, appended to
+/// `boot.md` / `boot.json`.
+pub fn costs(accel: Accel) -> anyhow::Result<()> {
+    let boots = super::boot_costs::measure_all(accel);
+    let (md, json) = super::boot_costs::report(&boots);
+    super::costs::append("boot", &md, "costs", json)
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::net::load::{self, WrkReport};
 use super::net::vm::{Vm, free_port};
 use super::net::{MEMORY, WRK_RUNS, WRK_SECONDS};
-use crate::bench::{percentile, verdict};
+use crate::bench::{median, verdict};
 use crate::graft_client::Client;
 use crate::qemu::{Accel, Qemu};
 
@@ -125,11 +125,6 @@ fn answered(addr: SocketAddr, limit: Duration) -> bool {
     reply.starts_with(b"HTTP/1.1 200")
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    percentile(&values, 50.0)
-}
-
 /// What one configuration measured: per load, its wrk runs.
 struct Measured {
     runs: Vec<(usize, Vec<WrkReport>)>,
@@ -139,7 +134,7 @@ struct Measured {
 
 fn rps(measured: &Measured, connections: usize) -> Option<f64> {
     let (_, runs) = measured.runs.iter().find(|(c, _)| *c == connections)?;
-    (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.requests_per_sec).collect()))
+    median(runs.iter().map(|r| r.requests_per_sec))
 }
 
 /// Boots the three configurations, measures them in turn, checks the filter.
@@ -226,7 +221,7 @@ fn to_json(measured: &[Measured]) -> Value {
                     json!({
                         "connections": c,
                         "median_rps": rps(m, *c),
-                        "median_p50_us": (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.p50_us).collect())),
+                        "median_p50_us": median(runs.iter().map(|r| r.p50_us)),
                         "runs_rps": runs.iter().map(|r| r.requests_per_sec).collect::<Vec<_>>(),
                         "errors": runs.iter().map(|r| r.errors).sum::<u64>(),
                     })

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::bench::percentile;
+use crate::bench::median;
 use crate::qemu::{Accel, Outcome, Qemu};
 
 /// The line the image prints its table on.
@@ -72,12 +72,6 @@ pub fn boot(elf: &std::path::Path, accel: Accel) -> anyhow::Result<Value> {
     serde_json::from_str(line).context("the image's table is not JSON")
 }
 
-fn median_of(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.filter(|v| !v.is_nan()).collect();
-    values.sort_by(f64::total_cmp);
-    percentile(&values, 50.0)
-}
-
 /// One table from several boots' tables: every `*_ns` figure (top level
 /// and per sample) is the median over the boots; the boots themselves are
 /// kept under `boots`.
@@ -87,7 +81,7 @@ pub fn combine(boots: &[Value]) -> Value {
     };
     let mut table = first.clone();
     let over = |get: &dyn Fn(&Value) -> Option<f64>| {
-        median_of(boots.iter().map(|b| get(b).unwrap_or(f64::NAN)))
+        median(boots.iter().map(|b| get(b).unwrap_or(f64::NAN))).unwrap_or(f64::NAN)
     };
     if let Some(object) = table.as_object_mut() {
         for (key, value) in object.iter_mut() {

@@ -6,6 +6,9 @@
 //! without failing the command on a miss. Every timing names its mode.
 
 pub mod boot;
+pub mod boot_costs;
+pub mod costs;
+pub mod exits;
 pub mod grafts_http;
 pub mod grafts_image;
 pub mod grafts_table;
@@ -30,6 +33,21 @@ pub enum What {
     Net,
     /// redis-benchmark against `kv` beside Redis in a Linux guest; warm reboot and recovery.
     Kv,
+    /// Only what transfers to KVM, no timings: guest instructions and
+    /// exit-class events per boot phase and per request (part of boot, net
+    /// and kv too).
+    Exits,
+}
+
+/// `bench exits`: the instruction and exit-event counts of `boot`, `net`
+/// and `kv` without their timings (appended to the same reports).
+pub fn exits_only(accel: crate::qemu::Accel) -> anyhow::Result<()> {
+    let (accel, why) = accel.resolve();
+    eprintln!("bench exits: accel {} ({why})", accel.name().to_uppercase());
+    boot::costs(accel)?;
+    let elves = crate::images::build(&["echo".to_string(), "http".to_string()], true, None)?;
+    net::costs::run(&elves[0], &elves[1], accel)?;
+    kv::costs(accel)
 }
 
 /// Where reports go.
@@ -46,6 +64,29 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// The median of a sample, ignoring NaNs (runs that measured nothing);
+/// `None` when nothing is left. The one definition every report uses.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(percentile(&values, 50.0))
+}
+
+/// The smallest and largest value of a sample (NaNs ignored), for the
+/// min–max spread every timing table carries.
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| !v.is_nan())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((f64::min(lo, v), f64::max(hi, v))),
+        })
 }
 
 /// PASS or MISS.

@@ -12,13 +12,12 @@
 //! As in `bench net`, microvm keeps ACPI on for Linux (Debian's cloud
 //! kernel finds virtio-mmio devices only through ACPI).
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::bench::linux;
+use crate::bench::linux::{self, Entry, dir, file};
 use crate::bench::net::nginx::libraries;
 
 /// What the init prints when redis answers.
@@ -26,15 +25,6 @@ pub const READY_LINE: &str = "linux: redis ready";
 
 /// The Redis server binary on the host (see the module comment).
 pub const REDIS: &str = "/usr/bin/redis-check-rdb";
-
-const MODULES: [&str; 6] = [
-    "drivers/virtio/virtio_ring.ko",
-    "drivers/virtio/virtio.ko",
-    "drivers/virtio/virtio_mmio.ko",
-    "net/core/failover.ko",
-    "drivers/net/net_failover.ko",
-    "drivers/net/virtio_net.ko",
-];
 
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -64,35 +54,6 @@ sleep 1
 echo "linux: redis ready"
 while true; do sleep 3600; done
 "#;
-
-type Entry = (cpio::NewcBuilder, Cursor<Vec<u8>>);
-
-fn dir(path: &str) -> Entry {
-    (
-        cpio::NewcBuilder::new(path).mode(0o040755),
-        Cursor::new(Vec::new()),
-    )
-}
-
-fn file(path: &str, mode: u32, bytes: Vec<u8>) -> Entry {
-    (
-        cpio::NewcBuilder::new(path).mode(0o100000 | mode),
-        Cursor::new(bytes),
-    )
-}
-
-fn modules_dir(kernel: &Path) -> anyhow::Result<PathBuf> {
-    let version = kernel
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .context("kernel file is not vmlinuz-VERSION")?;
-    let root = kernel
-        .parent()
-        .and_then(Path::parent)
-        .context("kernel outside root/boot")?;
-    Ok(root.join("lib/modules").join(version).join("kernel"))
-}
 
 /// The initramfs (built once, cached under `target/bench/linux`).
 pub fn initramfs(kernel: &Path) -> anyhow::Result<PathBuf> {
@@ -140,60 +101,18 @@ pub fn initramfs(kernel: &Path) -> anyhow::Result<PathBuf> {
             .trim_start_matches('/');
         entries.push(file(name, 0o755, bytes));
     }
-    let modules = modules_dir(kernel)?;
-    for module in MODULES {
-        let source = modules.join(module);
-        let bytes = std::fs::read(&source)
-            .with_context(|| format!("the kernel has no {}", source.display()))?;
-        let name = Path::new(module).file_name().unwrap().to_str().unwrap();
-        entries.push(file(&format!("lib/modules/{name}"), 0o644, bytes));
-    }
+    entries.extend(linux::net_module_entries(kernel)?);
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let bytes = cpio::write_cpio(entries.into_iter(), gz)?.finish()?;
     std::fs::write(&path, bytes)?;
     Ok(path)
 }
 
-/// The Linux guest's QEMU command: `qemu`'s, with ACPI on, the kernel,
-/// the initramfs and a serial console (as `bench net` boots its peer).
+/// The Linux guest's QEMU command (see [`linux::net_command`]).
 /// `append` may set the address (`rsip=A.B.C.D/N`, `rsgw=A.B.C.D|none`;
 /// default: QEMU's user network).
-pub fn command(mut qemu: crate::qemu::Qemu, append: &str) -> anyhow::Result<Command> {
+pub fn command(qemu: crate::qemu::Qemu, append: &str) -> anyhow::Result<Command> {
     let kernel = linux::kernel()?;
     let initrd = initramfs(&kernel)?;
-    qemu.elf = kernel;
-    qemu.append = format!("console=ttyS0 quiet panic=-1 {append}");
-    if let Some(khz) = host_tsc_khz() {
-        // See `bench net`: TCG's PIT calibration of the TSC can fail.
-        qemu.append.push_str(&format!(" tsc_early_khz={khz}"));
-    }
-    let template = qemu.command()?;
-    let mut command = Command::new(template.get_program());
-    let mut replaced = false;
-    for arg in template.get_args() {
-        if arg == "microvm,acpi=off" {
-            command.arg("microvm");
-            replaced = true;
-        } else {
-            command.arg(arg);
-        }
-    }
-    if !replaced {
-        bail!("the QEMU command line has no `-M microvm,acpi=off` to adapt for Linux");
-    }
-    command.arg("-initrd").arg(initrd);
-    Ok(command)
-}
-
-fn host_tsc_khz() -> Option<u64> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo.lines().find_map(|l| {
-        l.strip_prefix("cpu MHz")?
-            .split(':')
-            .nth(1)?
-            .trim()
-            .parse()
-            .ok()
-    })?;
-    Some((mhz * 1000.0) as u64)
+    linux::net_command(qemu, &initrd, append)
 }

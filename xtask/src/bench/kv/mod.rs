@@ -19,6 +19,7 @@
 //! dominates short runs for every system alike. The crash measurements
 //! use one connection at a time and run on the user network.
 
+mod costs;
 mod linux;
 mod report;
 
@@ -576,5 +577,13 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
         image_bytes,
         load: [load_before, host_load()],
     };
-    report::write(&setup, &[ours, through, linux, host], &reboots, &dirty)
+    report::write(&setup, &[ours, through, linux, host], &reboots, &dirty)?;
+    costs::run(&elf, accel)
+}
+
+/// `bench exits`' part: the per-request counts alone.
+pub fn costs(accel: Accel) -> anyhow::Result<()> {
+    crate::setup::packages(&["redis-tools"])?;
+    let elf = crate::images::build(&["kv".to_string()], true, None)?.remove(0);
+    costs::run(&elf, accel)
 }

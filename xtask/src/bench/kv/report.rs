@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{CLIENTS, Crash, DIRTY_MIB, LOADS, MEMORY, Network, System};
-use crate::bench::{out_dir, percentile, verdict};
+use crate::bench::{median, out_dir, spread, verdict};
 use crate::qemu::Accel;
 
 /// The issue's target: at least twice the Linux guest's requests/s.
@@ -11,20 +11,12 @@ const TARGET: f64 = 2.0;
 /// What Unikraft reported for Redis (ANCHORS.md), quoted beside each ratio.
 const REFERENCE_RATIO: &str = "Unikraft reported 1.7× for GET at -P 16, KVM";
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some(percentile(&values, 50.0))
-}
-
 /// Medians over runs: (SET, GET) requests/s at pipeline depth `pipeline`.
 fn at(system: &System, pipeline: usize) -> Option<(f64, f64)> {
     let runs = &system.runs.iter().find(|d| d.pipeline == pipeline)?.samples;
     Some((
-        median(runs.iter().map(|r| r.0).collect())?,
-        median(runs.iter().map(|r| r.1).collect())?,
+        median(runs.iter().map(|r| r.0))?,
+        median(runs.iter().map(|r| r.1))?,
     ))
 }
 
@@ -77,7 +69,7 @@ pub fn write(
          lowers every figure). `kv`, the Linux guest and host redis are measured in turns \
          (run 1 of each, then run 2, ...) with both VMs up throughout, so that other load \
          weighs on all three alike; write-through is measured afterwards, alone.\n\n\
-         | system | -P | requests per run | SET | GET |\n|---|---:|---:|---:|---:|\n",
+         | system | -P | requests per run | SET | SET min–max | GET | GET min–max |\n|---|---:|---:|---:|---:|---:|---:|\n",
         network.describe(),
         load[0],
         load[1],
@@ -86,12 +78,18 @@ pub fn write(
         for depth in &system.runs {
             let (pipeline, requests) = (depth.pipeline, depth.requests);
             let m = at(system, pipeline);
+            let range = |f: fn(&(f64, f64)) -> f64| {
+                spread(depth.samples.iter().map(f))
+                    .map_or("—".into(), |(lo, hi)| format!("{lo:.0}–{hi:.0}"))
+            };
             writeln!(
                 md,
-                "| {} | {pipeline} | {requests} | {} | {} |",
+                "| {} | {pipeline} | {requests} | {} | {} | {} | {} |",
                 system.name,
                 cell(m.map(|m| m.0)),
-                cell(m.map(|m| m.1))
+                range(|s| s.0),
+                cell(m.map(|m| m.1)),
+                range(|s| s.1),
             )?;
         }
     }
@@ -112,10 +110,9 @@ pub fn write(
     md.push_str("\n## Warm reboot: kernel panic → serving again\n\n");
     match reboots {
         Ok(crashes) if !crashes.is_empty() => {
-            let ready = median(crashes.iter().map(|c| c.ready_ms).collect()).unwrap_or(f64::NAN);
-            let serving =
-                median(crashes.iter().map(|c| c.serving_ms).collect()).unwrap_or(f64::NAN);
-            let recovery = median(crashes.iter().map(|c| c.recovery_us as f64).collect());
+            let ready = median(crashes.iter().map(|c| c.ready_ms)).unwrap_or(f64::NAN);
+            let serving = median(crashes.iter().map(|c| c.serving_ms)).unwrap_or(f64::NAN);
+            let recovery = median(crashes.iter().map(|c| c.recovery_us as f64));
             writeln!(
                 md,
                 "`DEBUG PANIC` (fault-injection build of `kv`, release) after 64 KiB of SETs, \

@@ -8,27 +8,16 @@
 //! `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` and finds virtio-mmio devices only
 //! through ACPI. Machine, memory, accelerator and netdev stay the same.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::nginx;
-use crate::bench::linux;
+use crate::bench::linux::{self, Entry, dir, file};
 
 /// What the init prints when both servers are up.
 pub const READY_LINE: &str = "linux: net ready";
-
-/// virtio-net's modules in load order.
-const MODULES: [&str; 6] = [
-    "drivers/virtio/virtio_ring.ko",
-    "drivers/virtio/virtio.ko",
-    "drivers/virtio/virtio_mmio.ko",
-    "net/core/failover.ko",
-    "drivers/net/net_failover.ko",
-    "drivers/net/virtio_net.ko",
-];
 
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -49,36 +38,6 @@ sleep 1
 echo "linux: net ready"
 while true; do sleep 3600; done
 "#;
-
-fn modules_dir(kernel: &Path) -> anyhow::Result<PathBuf> {
-    // .../root/boot/vmlinuz-VERSION → .../root/lib/modules/VERSION/kernel
-    let version = kernel
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .context("kernel file is not vmlinuz-VERSION")?;
-    let root = kernel
-        .parent()
-        .and_then(Path::parent)
-        .context("kernel outside root/boot")?;
-    Ok(root.join("lib/modules").join(version).join("kernel"))
-}
-
-type Entry = (cpio::NewcBuilder, Cursor<Vec<u8>>);
-
-fn dir(path: &str) -> Entry {
-    (
-        cpio::NewcBuilder::new(path).mode(0o040755),
-        Cursor::new(Vec::new()),
-    )
-}
-
-fn file(path: &str, mode: u32, bytes: Vec<u8>) -> Entry {
-    (
-        cpio::NewcBuilder::new(path).mode(0o100000 | mode),
-        Cursor::new(bytes),
-    )
-}
 
 /// The networked initramfs (built once, cached).
 pub fn initramfs(kernel: &Path) -> anyhow::Result<PathBuf> {
@@ -156,63 +115,18 @@ pub fn initramfs(kernel: &Path) -> anyhow::Result<PathBuf> {
             .trim_start_matches('/');
         entries.push(file(name, 0o755, bytes));
     }
-    let modules = modules_dir(kernel)?;
-    for module in MODULES {
-        let source = modules.join(module);
-        let bytes = std::fs::read(&source)
-            .with_context(|| format!("the kernel has no {}", source.display()))?;
-        let name = Path::new(module).file_name().unwrap().to_str().unwrap();
-        entries.push(file(&format!("lib/modules/{name}"), 0o644, bytes));
-    }
+    entries.extend(linux::net_module_entries(kernel)?);
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let bytes = cpio::write_cpio(entries.into_iter(), gz)?.finish()?;
     std::fs::write(&path, bytes)?;
     Ok(path)
 }
 
-/// The Linux guest's QEMU command: `qemu`'s, with ACPI on (see above),
-/// the initramfs and a serial console.
-pub fn command(mut qemu: crate::qemu::Qemu) -> anyhow::Result<Command> {
+/// The Linux guest's QEMU command (see [`linux::net_command`]).
+pub fn command(qemu: crate::qemu::Qemu) -> anyhow::Result<Command> {
     let kernel = linux::kernel()?;
     let initrd = initramfs(&kernel)?;
-    qemu.elf = kernel;
-    qemu.append = "console=ttyS0 quiet panic=-1".into();
-    // Under TCG the kernel's quick TSC calibration against the PIT
-    // sometimes fails, and with no other reference clock on microvm the
-    // boot then hangs: give it the (host's) TSC rate, which TCG passes through.
-    if let Some(khz) = host_tsc_khz() {
-        qemu.append.push_str(&format!(" tsc_early_khz={khz}"));
-    }
-    let template = qemu.command()?;
-    let mut command = Command::new(template.get_program());
-    let mut acpi_replaced = false;
-    for arg in template.get_args() {
-        if arg == "microvm,acpi=off" {
-            command.arg("microvm");
-            acpi_replaced = true;
-        } else {
-            command.arg(arg);
-        }
-    }
-    if !acpi_replaced {
-        bail!("the QEMU command line has no `-M microvm,acpi=off` to adapt for Linux");
-    }
-    command.arg("-initrd").arg(initrd);
-    Ok(command)
-}
-
-/// The host CPU's clock in kHz, from /proc/cpuinfo.
-fn host_tsc_khz() -> Option<u64> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo.lines().find_map(|l| {
-        l.strip_prefix("cpu MHz")?
-            .split(':')
-            .nth(1)?
-            .trim()
-            .parse()
-            .ok()
-    })?;
-    Some((mhz * 1000.0) as u64)
+    linux::net_command(qemu, &initrd, "")
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! network (`-netdev user,hostfwd=...`), so every figure includes QEMU's
 //! slirp on both sides of the comparison; the ratios are what matter.
 
+pub mod costs;
 pub mod linux;
 pub mod load;
 pub mod native;
@@ -29,6 +30,9 @@ pub const MEMORY: &str = "128M";
 /// Timed round trips per system (after [`WARMUP`] untimed ones).
 pub const ROUNDS: usize = 10_000;
 pub const WARMUP: usize = 1_000;
+/// Boots per guest for the round trips (the report gives the median over
+/// boots and their spread).
+pub const RTT_BOOTS: usize = 3;
 /// wrk: connections, runs per load, seconds per run.
 pub const LOADS: [usize; 2] = [1, 32];
 pub const WRK_RUNS: usize = 3;
@@ -36,16 +40,18 @@ pub const WRK_SECONDS: u64 = 5;
 /// Guest RAM sizes tried for the `http` image's floor, MiB, largest first.
 pub const FLOOR_TRIES: [u32; 8] = [32, 16, 8, 6, 5, 4, 3, 2];
 
-const ECHO_READY: &str = "echo: listening on";
-const HTTP_READY: &str = "http: serving on";
-const BOOT_LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const ECHO_READY: &str = "echo: listening on";
+pub(crate) const HTTP_READY: &str = "http: serving on";
+pub(crate) const BOOT_LIMIT: Duration = Duration::from_secs(180);
 
 /// One system's measurements.
 #[derive(Debug, Default)]
 pub struct System {
     pub name: &'static str,
-    /// Round-trip times, microseconds, in the order measured.
+    /// Round-trip times, microseconds, in the order measured (all boots).
     pub rtt_us: Vec<f64>,
+    /// Per boot: the p50 round trip (µs) and the host's 1-minute load then.
+    pub rtt_boots: Vec<(f64, f64)>,
     /// Per load (connections): every wrk run.
     pub http: Vec<(usize, Vec<WrkReport>)>,
     /// Why a part could not be measured.
@@ -62,7 +68,18 @@ impl System {
 
     fn measure_rtt(&mut self, addr: anyhow::Result<SocketAddr>) {
         match addr.and_then(|addr| load::round_trips(addr, WARMUP, ROUNDS)) {
-            Ok(samples) => self.rtt_us = samples,
+            Ok(samples) => {
+                let mut sorted = samples.clone();
+                sorted.sort_by(f64::total_cmp);
+                let p50 = crate::bench::percentile(&sorted, 50.0);
+                eprintln!(
+                    "bench net: {} round trips, boot {}: p50 {p50:.0} us",
+                    self.name,
+                    self.rtt_boots.len() + 1
+                );
+                self.rtt_boots.push((p50, host_load()));
+                self.rtt_us.extend(samples);
+            }
             Err(e) => self.errors.push(format!("round trips: {e:#}")),
         }
     }
@@ -115,10 +132,12 @@ fn guest(
 
 fn rootstock(echo: &std::path::Path, http: &std::path::Path, accel: Accel) -> System {
     let mut system = System::new("Rootstock");
-    eprintln!("bench net: Rootstock echo image");
-    match guest(echo, accel, MEMORY, 7, ECHO_READY) {
-        Ok((_vm, addr)) => system.measure_rtt(Ok(addr)),
-        Err(e) => system.measure_rtt(Err(e)),
+    for boot in 0..RTT_BOOTS {
+        eprintln!("bench net: Rootstock echo image, boot {}", boot + 1);
+        match guest(echo, accel, MEMORY, 7, ECHO_READY) {
+            Ok((_vm, addr)) => system.measure_rtt(Ok(addr)),
+            Err(e) => system.measure_rtt(Err(e)),
+        }
     }
     eprintln!("bench net: Rootstock http image");
     match guest(http, accel, MEMORY, 80, HTTP_READY) {
@@ -147,7 +166,32 @@ fn linux_guest(accel: Accel) -> System {
         }
         Err(e) => system.errors.push(format!("boot: {e:#}")),
     }
+    // More boots for the round trips alone.
+    for boot in 1..RTT_BOOTS {
+        eprintln!("bench net: Linux guest, boot {} (round trips)", boot + 1);
+        let started = (|| {
+            let echo_port = free_port()?;
+            let mut qemu = Qemu::new("unused");
+            qemu.accel = accel;
+            qemu.memory = MEMORY.into();
+            qemu.forwards = vec![(echo_port, 7)];
+            let vm = Vm::start(linux::command(qemu)?, linux::READY_LINE, BOOT_LIMIT)?;
+            anyhow::Ok((vm, echo_port))
+        })();
+        match started {
+            Ok((_vm, port)) => system.measure_rtt(Ok(SocketAddr::from(([127, 0, 0, 1], port)))),
+            Err(e) => system.errors.push(format!("boot {}: {e:#}", boot + 1)),
+        }
+    }
     system
+}
+
+/// The host's 1-minute load average (what else weighs on TCG).
+fn host_load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 fn host() -> System {
@@ -220,5 +264,6 @@ pub fn run(accel: Accel) -> anyhow::Result<()> {
     let size = crate::images::stripped_size(http).context("stripping the http image")?;
     let systems = [rootstock(echo, http, accel), linux_guest(accel), host()];
     let floor = ram_floor(http, accel);
-    report::write(accel, why, &systems, size, &floor)
+    report::write(accel, why, &systems, size, &floor)?;
+    costs::run(echo, http, accel)
 }

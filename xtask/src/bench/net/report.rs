@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::load::WrkReport;
 use super::{FloorTry, LOADS, MEMORY, ROUNDS, System, WARMUP, WRK_RUNS, WRK_SECONDS};
-use crate::bench::{out_dir, percentile, report, verdict};
+use crate::bench::{median, out_dir, percentile, report, spread, verdict};
 use crate::qemu::Accel;
 
 const SIZE_TARGET: u64 = 300 * 1024;
@@ -17,20 +17,12 @@ fn sorted(values: &[f64]) -> Vec<f64> {
     v
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    percentile(&values, 50.0)
-}
-
 /// Medians over wrk runs: (req/s, p50 µs, p99 µs, errors summed).
 fn wrk_summary(runs: &[WrkReport]) -> Option<(f64, f64, f64, u64)> {
-    if runs.is_empty() {
-        return None;
-    }
     Some((
-        median(runs.iter().map(|r| r.requests_per_sec).collect()),
-        median(runs.iter().map(|r| r.p50_us).collect()),
-        median(runs.iter().map(|r| r.p99_us).collect()),
+        median(runs.iter().map(|r| r.requests_per_sec))?,
+        median(runs.iter().map(|r| r.p50_us))?,
+        median(runs.iter().map(|r| r.p99_us))?,
         runs.iter().map(|r| r.errors).sum(),
     ))
 }
@@ -43,8 +35,9 @@ fn http_at(system: &System, connections: usize) -> Option<(f64, f64, f64, u64)> 
         .and_then(|(_, runs)| wrk_summary(runs))
 }
 
+/// The median over boots of each boot's p50 (the host process: its one run).
 fn rtt_p50(system: &System) -> Option<f64> {
-    (!system.rtt_us.is_empty()).then(|| percentile(&sorted(&system.rtt_us), 50.0))
+    median(system.rtt_boots.iter().map(|b| b.0))
 }
 
 pub fn write(
@@ -70,26 +63,56 @@ pub fn write(
     writeln!(
         md,
         "## TCP round trip, {}-byte messages\n\n{ROUNDS} round trips on one connection \
-         (TCP_NODELAY) after {WARMUP} untimed, one run per system.\n\n\
-         | system | p50 | p90 | p99 | mean |\n|---|---:|---:|---:|---:|",
-        super::load::MESSAGE
+         (TCP_NODELAY) after {WARMUP} untimed, per boot; the guests boot {} times (the host \
+         process runs once). p50: the median over boots of each boot's p50, with the boots' \
+         min–max; p90, p99 and mean over every boot's round trips together.\n\n\
+         | system | p50 (median of boots) | min–max over boots | p90 | p99 | mean |\n|---|---:|---:|---:|---:|---:|",
+        super::load::MESSAGE,
+        super::RTT_BOOTS
     )?;
     for system in systems {
         if system.rtt_us.is_empty() {
-            writeln!(md, "| {} | — | — | — | — |", system.name)?;
+            writeln!(md, "| {} | — | — | — | — | — |", system.name)?;
             continue;
         }
         let s = sorted(&system.rtt_us);
         let mean = s.iter().sum::<f64>() / s.len() as f64;
+        let (lo, hi) = spread(system.rtt_boots.iter().map(|b| b.0)).unwrap_or((f64::NAN, f64::NAN));
         writeln!(
             md,
-            "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs |",
+            "| {} | {:.0} µs | {lo:.0}–{hi:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs |",
             system.name,
-            percentile(&s, 50.0),
+            rtt_p50(system).unwrap_or(f64::NAN),
             percentile(&s, 90.0),
             percentile(&s, 99.0),
             mean
         )?;
+    }
+    for system in systems {
+        let (Some((lo, hi)), Some(mid)) = (
+            spread(system.rtt_boots.iter().map(|b| b.0)),
+            rtt_p50(system),
+        ) else {
+            continue;
+        };
+        if (hi - lo) / mid > 0.2 {
+            let loads: Vec<String> = system
+                .rtt_boots
+                .iter()
+                .map(|(p50, load)| format!("{p50:.0} µs at load {load:.2}"))
+                .collect();
+            writeln!(
+                md,
+                "\n{}: the boots differ by {:.0}% ({}). The guest does the same work per round \
+                 trip in every boot (its instructions and exit-class events per round trip, below, \
+                 repeat to within a few percent), so the difference is the host's: under {mode} a \
+                 round trip is host CPU time, shared with whatever else runs (the host's 1-minute \
+                 load beside each boot) and with QEMU's own threads.",
+                system.name,
+                (hi - lo) / mid * 100.0,
+                loads.join(", ")
+            )?;
+        }
     }
     let rtt_ratio = rtt_p50(ours).zip(rtt_p50(linux)).map(|(o, l)| o / l);
     match rtt_ratio {
@@ -109,21 +132,31 @@ pub fn write(
         "\n## HTTP: wrk, `GET /hello.txt` ({} bytes), keep-alive\n\n\
          `wrk --threads 1 --latency`, {WRK_RUNS} runs of {WRK_SECONDS} s per load after a 1 s \
          warm-up; medians over the runs.\n\n\
-         | system | connections | requests/s | p50 latency | p99 latency | errors |\n\
-         |---|---:|---:|---:|---:|---:|",
+         | system | connections | requests/s | min–max over runs | p50 latency | p99 latency | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|",
         super::nginx::HELLO.len()
     )?;
     for system in systems {
         for connections in LOADS {
+            let (lo, hi) = system
+                .http
+                .iter()
+                .find(|(c, _)| *c == connections)
+                .and_then(|(_, runs)| spread(runs.iter().map(|r| r.requests_per_sec)))
+                .unwrap_or((f64::NAN, f64::NAN));
             match http_at(system, connections) {
                 Some((rps, p50, p99, errors)) => writeln!(
                     md,
-                    "| {} | {connections} | {rps:.0} | {:.2} ms | {:.2} ms | {errors} |",
+                    "| {} | {connections} | {rps:.0} | {lo:.0}–{hi:.0} | {:.2} ms | {:.2} ms | {errors} |",
                     system.name,
                     p50 / 1000.0,
                     p99 / 1000.0
                 )?,
-                None => writeln!(md, "| {} | {connections} | — | — | — | — |", system.name)?,
+                None => writeln!(
+                    md,
+                    "| {} | {connections} | — | — | — | — | — |",
+                    system.name
+                )?,
             }
         }
     }
