@@ -22,7 +22,7 @@ enum Cmd {
     Setup,
     /// Build an image; prints the ELF's path and size.
     Build {
-        /// The image (a crate under images/).
+        /// The image (a crate under images/ or tests/images/).
         image: String,
         /// Optimised build (what the benchmarks measure).
         #[arg(long)]
