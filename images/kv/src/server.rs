@@ -32,6 +32,7 @@ use core::fmt::Write;
 use graft_host::storage::{GraftEviction, GraftReadAhead};
 use net::{Config, PassAll, TcpListener, TcpOptions, TcpStream};
 use unikernel::block::BlockDevice;
+use unikernel::cmdline::setting;
 use unikernel::println;
 use unikernel::rio;
 use unikernel::rio::ProtectedRegion;
@@ -66,11 +67,6 @@ const RAM_DISK_BLOCKS: usize = 8192;
 const MAX_QUERY: usize = 4 << 20;
 
 type Shared = Exclusive<Db<Cache>>;
-fn setting<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
-}
 
 fn uptime_ms() -> u64 {
     unikernel::time::now().as_nanos() / 1_000_000
