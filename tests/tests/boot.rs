@@ -53,7 +53,9 @@ fn panic_reports_file_and_line_and_exits_101() {
         .expect("the deliberate panic in the source")
         + 1;
     assert!(
-        line.contains(&format!("tests/images/selftest/src/main.rs:{expected_line}:")),
+        line.contains(&format!(
+            "tests/images/selftest/src/main.rs:{expected_line}:"
+        )),
         "panic line {line:?} does not name main.rs:{expected_line}"
     );
     assert!(line.contains("selftest: deliberate panic"));

@@ -164,7 +164,11 @@ pub fn build_with_features(
             bail!(
                 "no image named `{name}`; the images are: {} (test images: {})",
                 products.join(", "),
-                tests.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                tests
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
