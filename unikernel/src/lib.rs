@@ -4,9 +4,10 @@
 //! An image is one application linked with this crate into one ELF that QEMU
 //! boots directly through PVH (`-M microvm -kernel`). The kernel is a
 //! library OS in the Exokernel sense: it has one application, so its
-//! policies (the scheduler's pick-next, later cache eviction or packet
-//! handling) are chosen per image at build time, as type parameters, and a
-//! graft can later replace them in the running image.
+//! policies (the scheduler's pick-next, the block cache's eviction and
+//! read-ahead; `net`'s receive path) are chosen per image at build time, as
+//! type parameters, and a graft can replace them in the running image
+//! (`grafts/host`).
 //!
 //! Boot path: [`arch::boot`] (32-bit PVH entry → long mode) →
 //! [`arch::kernel_entry`] (console, GDT/IDT, page tables, heap, APIC) → the
@@ -78,6 +79,11 @@ pub enum ExitCode {
     /// An unhandled CPU exception (report on the console).
     CpuException = 102,
 }
+
+/// The largest Ethernet frame (without FCS) a network device carries: 1500
+/// bytes of payload plus the 14-byte header. The virtio-net driver sizes
+/// its buffers by it; `net` gives smoltcp it as the MTU and clamps to it.
+pub const MAX_FRAME: usize = 1514;
 
 /// The largest status an image's `main` can return; larger ones are clamped.
 pub const MAX_APP_STATUS: i32 = 100;
