@@ -52,7 +52,7 @@ enum Cmd {
         #[arg(long)]
         disk: Option<PathBuf>,
         /// Do not forward the graft control port (host 7070 → guest 7070 for
-        /// http, echo and kv, unless -p forwards guest port 7070 already).
+        /// http and kv, unless -p forwards guest port 7070 already).
         #[arg(long)]
         no_control: bool,
     },
