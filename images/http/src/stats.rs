@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(value["requests"], 2);
         assert_eq!(value["bytes_received"], 100);
         assert_eq!(value["bytes_sent"], 1050);
-        assert_eq!(value["responses"], serde_json::json!({"2xx": 1, "4xx": 1, "5xx": 0}));
+        assert_eq!(
+            value["responses"],
+            serde_json::json!({"2xx": 1, "4xx": 1, "5xx": 0})
+        );
         assert_eq!(value["net"]["rx_frames"], 0);
         assert_eq!(value["net"]["sockets"], 0);
         assert!(json.ends_with("}\n"));
