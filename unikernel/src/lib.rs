@@ -48,10 +48,13 @@ pub use arch::serial::SerialInput;
 #[cfg(target_os = "none")]
 pub use arch::{cmdline, irq, rio, run, virtio, virtio_net};
 
-/// Block storage (virtio-blk).
-#[cfg(target_os = "none")]
+/// Block storage: the block size (everywhere) and, on the target, the
+/// virtio-blk driver, [`block::BlockDevice`], which the block cache
+/// ([`storage`]) takes as its [`storage::Disk`].
 pub mod block {
-    pub use crate::arch::virtio_blk::{BLOCK_SIZE, BlockDevice, BlockError, MAX_REQUEST};
+    #[cfg(target_os = "none")]
+    pub use crate::arch::virtio_blk::{BlockDevice, BlockError, MAX_REQUEST};
+    pub use crate::storage::BLOCK_SIZE;
 }
 
 /// The kernel command line (empty on the host).

@@ -44,7 +44,7 @@ use unikernel::time::Duration;
 
 use crate::command::Fault;
 use crate::db::{Action, Db};
-use crate::disk::{Disk, RamDisk};
+use crate::disk::{KvDisk, RamDisk};
 use crate::exclusive::Exclusive;
 use crate::log::LogError;
 use crate::resp::{self, Reply};
@@ -54,7 +54,7 @@ use crate::resp::{self, Reply};
 /// (`cache.evict`, `cache.readahead`), and no filter.
 type Cache = BlockCache<
     &'static ProtectedRegion,
-    Disk,
+    KvDisk,
     GraftEviction<Lru>,
     GraftReadAhead<Sequential>,
     Plain,
@@ -121,13 +121,13 @@ pub async fn run() -> i32 {
     };
     let start = unikernel::time::now();
     let opened = match BlockDevice::open() {
-        Some(disk) => Cache::open_with(region, Disk::Virtio(disk), mode, policies).await,
+        Some(disk) => Cache::open_with(region, KvDisk::Virtio(disk), mode, policies).await,
         None => {
             println!(
                 "kv: no virtio-blk disk: logging to a 4 MiB RAM disk, nothing will outlive \
                  this VM (run with --disk PATH to keep the data)"
             );
-            let disk = Disk::Ram(RamDisk::new(RAM_DISK_BLOCKS));
+            let disk = KvDisk::Ram(RamDisk::new(RAM_DISK_BLOCKS));
             Cache::create_with(region, disk, mode, policies)
                 .map(|cache| (cache, Recovery::default()))
         }

@@ -47,7 +47,7 @@
 //!
 //! Three policy points, each a trait with a compiled-in default chosen per
 //! image as a type parameter (the scheduler's model): [`EvictionPolicy`]
-//! (default [`Lru`]; [`Clock`], [`KeepHot`]), [`ReadAhead`] (default
+//! (default [`Lru`]; [`SecondChance`], [`KeepHot`]), [`ReadAhead`] (default
 //! [`Sequential`]; [`NoReadAhead`], [`Strided`]) and [`BlockFilter`]
 //! between the user's data and the disk (default [`Plain`]). Grafts take
 //! them as the graft points `cache.evict`, `cache.readahead` and
@@ -55,7 +55,7 @@
 //! policies themselves ([`BlockCache::open_with`] takes them).
 //!
 //! Everything here is portable: the cache is generic over its memory
-//! ([`CacheMemory`]) and disk ([`BlockDev`]), and the host tests run it on
+//! ([`CacheMemory`]) and disk ([`Disk`]), and the host tests run it on
 //! the doubles in [`testing`], crashing it at every single step.
 //!
 //! This module must never write cache memory except through
@@ -79,8 +79,12 @@ mod crash_tests;
 mod tests;
 
 pub use cache::{BlockCache, CacheError, CacheStats, Durability};
-pub use device::{BLOCK, Block, BlockDev, CacheMemory, DeviceError};
-pub use eviction::{Clock, EvictionPolicy, KeepHot, Lru};
+/// The old name of [`BLOCK_SIZE`], kept until `graft-host` says
+/// `BLOCK_SIZE` too.
+#[doc(hidden)]
+pub use device::BLOCK_SIZE as BLOCK;
+pub use device::{BLOCK_SIZE, Block, CacheMemory, DeviceError, Disk};
+pub use eviction::{EvictionPolicy, KeepHot, Lru, SecondChance};
 pub use filter::{BlockFilter, Plain};
 pub use readahead::{NoReadAhead, ReadAhead, Sequential, Strided, Window};
 pub use recovery::{FormatReason, OpenError, Policies, Recovery, Start};
