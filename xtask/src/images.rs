@@ -77,7 +77,7 @@ pub fn needs_grafts(image: &str) -> bool {
 fn build_grafts(target_dir: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     match target_dir {
         None => {
-            crate::grafts::build_modules(true)?;
+            crate::grafts::build_modules()?;
             Ok(crate::root().join("target/grafts"))
         }
         Some(dir) => {
