@@ -36,15 +36,6 @@ fn curl(args: &[&str]) -> (String, String) {
     )
 }
 
-fn connect(guest: &Guest) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&guest.addr, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("connect: {e}\n{}", guest.console()));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    stream
-}
-
 /// Everything the server sends until it closes the connection.
 fn read_all(mut stream: TcpStream) -> String {
     let mut reply = Vec::new();
@@ -54,7 +45,7 @@ fn read_all(mut stream: TcpStream) -> String {
 
 /// Sends `raw` and returns the whole reply (the server must close).
 fn exchange(guest: &Guest, raw: &[u8]) -> String {
-    let mut stream = connect(guest);
+    let mut stream = guest.connect();
     stream.write_all(raw).unwrap();
     read_all(stream)
 }
@@ -202,14 +193,14 @@ fn vanishing_slow_and_idle_clients() {
 
     // Disconnects mid-request (and one mid-way through the request line).
     for partial in [&b"GET /hello.txt HTTP/1.1\r\nHos"[..], b"GE"] {
-        let mut stream = connect(&guest);
+        let mut stream = guest.connect();
         stream.write_all(partial).unwrap();
         drop(stream);
     }
     still_serving(&guest, "clients that vanished mid-request");
 
     // A slow client: one byte every 20 ms.
-    let mut stream = connect(&guest);
+    let mut stream = guest.connect();
     for byte in b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" {
         stream.write_all(&[*byte]).unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -219,7 +210,7 @@ fn vanishing_slow_and_idle_clients() {
     assert!(reply.ends_with(HELLO), "{reply}");
 
     // An idle keep-alive connection is closed after the time-out (3 s).
-    let stream = connect(&guest);
+    let stream = guest.connect();
     let start = Instant::now();
     let reply = read_all(stream);
     let waited = start.elapsed();
@@ -254,7 +245,7 @@ fn two_hundred_fifty_six_concurrent_connections_all_complete() {
     let keep = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut streams = Vec::new();
     for i in 0..CLIENTS {
-        let mut stream = connect(&guest);
+        let mut stream = guest.connect();
         stream.write_all(keep).unwrap();
         let reply = read_hello(&mut stream);
         assert!(

@@ -181,12 +181,23 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Test => {
             setup::all()?;
             eprintln!("test: [1/5] cargo fmt --all --check");
-            if !cargo().args(["fmt", "--all", "--check"]).status()?.success() {
+            if !cargo()
+                .args(["fmt", "--all", "--check"])
+                .status()?
+                .success()
+            {
                 bail!("the code is not formatted: run `cargo fmt --all`");
             }
             eprintln!("test: [2/5] cargo clippy --workspace --all-targets -- -D warnings");
             let clippy = cargo()
-                .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
                 .status()?;
             if !clippy.success() {
                 bail!("clippy found problems (see its messages above)");
