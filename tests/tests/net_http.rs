@@ -105,24 +105,11 @@ fn get_head_and_keep_alive_with_curl() {
     assert!(delete.starts_with("HTTP/1.1 405"), "{delete}");
     assert_eq!(header(&delete, "allow"), Some("GET, HEAD"));
 
-    let (stats, _) = curl(&[&url(&guest, "/stats")]);
-    for field in [
-        "\"uptime_ms\":",
-        "\"connections\":",
-        "\"requests\":",
-        "\"bytes_sent\":",
-    ] {
-        assert!(
-            stats.contains(field),
-            "{field} missing from /stats: {stats}"
-        );
+    let stats = stats_of(&guest);
+    for field in ["uptime_ms", "connections", "requests", "bytes_sent"] {
+        assert!(stats[field].is_u64(), "{field} missing from /stats: {stats}");
     }
-    let requests: u64 = stats
-        .split("\"requests\":")
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|n| n.parse().ok())
-        .expect("a request count");
+    let requests = stats["requests"].as_u64().unwrap();
     assert!(requests >= 6, "/stats counts {requests} requests");
 }
 
@@ -256,14 +243,14 @@ fn two_hundred_fifty_six_concurrent_connections_all_complete() {
         streams.push(stream);
     }
     // All of them are open on the server at once.
-    let (stats, _) = curl(&[&url(&guest, "/stats")]);
-    let active: usize = stats
-        .split("\"active_connections\":")
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|n| n.parse().ok())
-        .expect("an active connection count");
-    assert!(active > CLIENTS, "only {active} connections open: {stats}");
+    let stats = stats_of(&guest);
+    let active = stats["active_connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no active connection count in /stats: {stats}"));
+    assert!(
+        active > CLIENTS as u64,
+        "only {active} connections open: {stats}"
+    );
     // Then each sends a second request at the same time and closes.
     let clients: Vec<_> = streams
         .into_iter()
@@ -285,4 +272,10 @@ fn two_hundred_fifty_six_concurrent_connections_all_complete() {
         .count();
     assert_eq!(ok, CLIENTS, "{}", guest.console());
     still_serving(&guest, "256 concurrent connections");
+}
+
+/// `/stats`, parsed (a document that is not JSON fails the test).
+fn stats_of(guest: &Guest) -> serde_json::Value {
+    let (stats, _) = curl(&[&url(guest, "/stats")]);
+    serde_json::from_str(&stats).unwrap_or_else(|e| panic!("/stats is not JSON ({e}): {stats}"))
 }
