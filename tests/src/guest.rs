@@ -2,7 +2,7 @@
 //! port forwarded to it, wait until it says it is ready, talk to it, stop it.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,13 +52,7 @@ impl Guest {
             .map(|&guest| (guest, SocketAddr::from(([127, 0, 0, 1], free_port()))))
             .collect();
         qemu.forwards = forwards.iter().map(|(g, h)| (h.port(), *g)).collect();
-        let mut child = qemu
-            .command()
-            .expect("QEMU command")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start qemu-system-x86_64");
+        let mut child = crate::spawn_piped(&qemu);
         let console = crate::collect_lines([
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),

@@ -88,15 +88,20 @@ pub fn collect_lines(
     console
 }
 
-/// Boots `qemu` to completion (or [`TIMEOUT`], which fails the test).
-pub fn run(qemu: &Qemu) -> Run {
-    let mut child = qemu
-        .command()
+/// Starts `qemu` with its console (stdout) and its own messages (stderr)
+/// piped to the test.
+pub fn spawn_piped(qemu: &Qemu) -> std::process::Child {
+    qemu.command()
         .expect("QEMU command")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot start qemu-system-x86_64 (run `cargo xtask setup`)");
+        .expect("cannot start qemu-system-x86_64 (run `cargo xtask setup`)")
+}
+
+/// Boots `qemu` to completion (or [`TIMEOUT`], which fails the test).
+pub fn run(qemu: &Qemu) -> Run {
+    let mut child = spawn_piped(qemu);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();

@@ -107,7 +107,10 @@ fn get_head_and_keep_alive_with_curl() {
 
     let stats = stats_of(&guest);
     for field in ["uptime_ms", "connections", "requests", "bytes_sent"] {
-        assert!(stats[field].is_u64(), "{field} missing from /stats: {stats}");
+        assert!(
+            stats[field].is_u64(),
+            "{field} missing from /stats: {stats}"
+        );
     }
     let requests = stats["requests"].as_u64().unwrap();
     assert!(requests >= 6, "/stats counts {requests} requests");
