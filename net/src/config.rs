@@ -60,23 +60,20 @@ impl Config {
     /// `gw=A.B.C.D` (or `gw=none`) on the kernel command line. Other words
     /// are ignored.
     pub fn from_cmdline(cmdline: &str) -> Result<Config, ConfigError<'_>> {
+        use unikernel::cmdline::setting;
         let mut config = Config::default();
-        let mut gateway_override = None;
-        for word in cmdline.split_ascii_whitespace() {
-            if let Some(value) = word.strip_prefix("ip=") {
-                config.ipv4 = parse_ip(value).ok_or(ConfigError { key: "ip", value })?;
-            } else if let Some(value) = word.strip_prefix("gw=") {
-                gateway_override = Some(if value == "none" {
-                    None
-                } else {
-                    Some(
-                        value
-                            .parse::<Ipv4Addr>()
-                            .map_err(|_| ConfigError { key: "gw", value })?,
-                    )
-                });
-            }
+        if let Some(value) = setting(cmdline, "ip") {
+            config.ipv4 = parse_ip(value).ok_or(ConfigError { key: "ip", value })?;
         }
+        let gateway_override = match setting(cmdline, "gw") {
+            None => None,
+            Some("none") => Some(None),
+            Some(value) => Some(Some(
+                value
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| ConfigError { key: "gw", value })?,
+            )),
+        };
         if let (Some(new), Ipv4Config::Static { gateway, .. }) =
             (gateway_override, &mut config.ipv4)
         {

@@ -1,17 +1,25 @@
 //! Rootstock networking: smoltcp on a network device, with an async socket
 //! API for an image's tasks.
 //!
+//! This crate is everything above the device driver. The virtio-net
+//! driver itself is not here: it lends DMA buffers to the device, which is
+//! `unsafe`, so it lives in the kernel (`unikernel/src/arch/virtio_net.rs`:
+//! finding the device, its queues and buffers, its interrupt line). This
+//! crate forbids `unsafe` and sees the device only through the [`Nic`]
+//! trait; [`virtio`] is the few lines that implement it for the kernel's
+//! driver.
+//!
 //! Layers, bottom up:
 //! - [`Nic`] ([`nic`]): the device as the stack sees it, frames lent in
-//!   place plus an interrupt to wait on. On the target it is virtio-net
-//!   ([`virtio`], over the kernel's safe wrapper around virtio-drivers' raw
-//!   non-blocking driver); on the host it is [`testing::Wire`], two devices
-//!   joined back to back, which is how this crate is tested.
+//!   place plus an interrupt to wait on. On the target it is the kernel's
+//!   virtio-net driver ([`virtio`]); on the host it is [`testing::Wire`],
+//!   two devices joined back to back, which is how this crate is tested.
 //! - [`RxPolicy`] ([`policy`]): what happens to each received frame before
 //!   the stack sees it (pass, drop or answer directly). It is a policy in
 //!   the Rootstock sense: a trait with a compiled-in default ([`PassAll`]),
-//!   chosen per image as a type parameter, and the place where a packet
-//!   filter graft will attach.
+//!   chosen per image as a type parameter. A grafted image wraps its policy
+//!   in `graft_host::rx::GraftRx`, which runs the `net.rx` graft point's
+//!   handlers first (the `http` image does).
 //! - [`Stack`] ([`stack`]): one smoltcp interface (IPv4, ARP, ICMP echo,
 //!   TCP, UDP, static or DHCP configuration from [`Config`]) and its runner
 //!   task, which sleeps until the device interrupts, a socket has something

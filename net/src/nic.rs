@@ -12,9 +12,7 @@
 
 use core::task::{Context, Poll};
 
-/// The largest Ethernet frame (without FCS): 1500 bytes of payload plus
-/// the 14-byte header.
-pub const MAX_FRAME: usize = 1514;
+pub use unikernel::MAX_FRAME;
 
 /// A network device that lends its frame buffers.
 pub trait Nic {

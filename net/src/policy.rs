@@ -8,8 +8,10 @@
 //! it is dropped, or the policy answers it directly from the driver's
 //! buffers without the stack. Like the scheduler, the policy is a type
 //! parameter chosen per image ([`PassAll`] unless the image says
-//! otherwise), so the default costs nothing; a graft will later replace it
-//! in a running image.
+//! otherwise), so the default costs nothing. In a grafted image the
+//! policy is wrapped by `graft_host::rx::GraftRx`, which shows each frame
+//! to the handlers loaded on the `net.rx` graft point before this policy
+//! decides.
 
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,

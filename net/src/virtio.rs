@@ -1,4 +1,7 @@
-//! The stack on the machine's virtio-net device.
+//! The stack on the machine's virtio-net device: [`Nic`] for the kernel's
+//! driver (`unikernel::virtio_net`, in `unikernel/src/arch/virtio_net.rs`,
+//! which owns the queues and the buffers lent to the device), and opening
+//! a [`Stack`] on it.
 
 use core::task::{Context, Poll};
 

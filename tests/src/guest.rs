@@ -1,8 +1,7 @@
 //! Long-running guests for the network tests: boot an image with a host
 //! port forwarded to it, wait until it says it is ready, talk to it, stop it.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,21 +84,11 @@ impl Guest {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("cannot start qemu-system-x86_64");
-        let console = Arc::new(Mutex::new(String::new()));
-        for stream in [
+            .expect("cannot start qemu-system-x86_64 (run `cargo xtask setup`)");
+        let console = crate::collect_lines([
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let console = console.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut console = console.lock().unwrap();
-                    console.push_str(&line);
-                    console.push('\n');
-                }
-            });
-        }
+        ]);
         let mut guest = Guest {
             child,
             console,
@@ -123,6 +112,17 @@ impl Guest {
             std::thread::sleep(Duration::from_millis(20));
         }
         guest
+    }
+
+    /// A TCP connection to the guest's (first) port, with a read time-out;
+    /// a failure to connect panics with the console.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.console()));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        stream
     }
 
     /// The host address forwarded to `guest_port`.

@@ -64,15 +64,44 @@ impl Run {
     }
 }
 
-/// Boots `qemu` to completion (or [`TIMEOUT`], which fails the test).
-pub fn run(qemu: &Qemu) -> Run {
-    let mut child = qemu
-        .command()
+/// The console of a guest that keeps running: every line `streams` print
+/// (QEMU's stdout and stderr, say) appended as it arrives, by one thread
+/// per stream.
+pub fn collect_lines(
+    streams: impl IntoIterator<Item = Box<dyn Read + Send>>,
+) -> std::sync::Arc<Mutex<String>> {
+    use std::io::BufRead;
+    let console = std::sync::Arc::new(Mutex::new(String::new()));
+    for stream in streams {
+        let console = console.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut console = console.lock().unwrap_or_else(|e| e.into_inner());
+                console.push_str(&line);
+                console.push('\n');
+            }
+        });
+    }
+    console
+}
+
+/// Starts `qemu` with its console (stdout) and its own messages (stderr)
+/// piped to the test.
+pub fn spawn_piped(qemu: &Qemu) -> std::process::Child {
+    qemu.command()
         .expect("QEMU command")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot start qemu-system-x86_64 (run `cargo xtask setup`)");
+        .expect("cannot start qemu-system-x86_64 (run `cargo xtask setup`)")
+}
+
+/// Boots `qemu` to completion (or [`TIMEOUT`], which fails the test).
+pub fn run(qemu: &Qemu) -> Run {
+    let mut child = spawn_piped(qemu);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();

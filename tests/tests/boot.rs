@@ -48,14 +48,16 @@ fn panic_reports_file_and_line_and_exits_101() {
         .find(|l| l.contains("kernel panic at"))
         .unwrap_or_else(|| panic!("no panic line:\n{}", run.output));
     let source =
-        std::fs::read_to_string(xtask::root().join("images/selftest/src/main.rs")).unwrap();
+        std::fs::read_to_string(xtask::root().join("tests/images/selftest/src/main.rs")).unwrap();
     let expected_line = source
         .lines()
         .position(|l| l.contains("panic!(\"selftest: deliberate panic\")"))
         .expect("the deliberate panic in the source")
         + 1;
     assert!(
-        line.contains(&format!("images/selftest/src/main.rs:{expected_line}:")),
+        line.contains(&format!(
+            "tests/images/selftest/src/main.rs:{expected_line}:"
+        )),
         "panic line {line:?} does not name main.rs:{expected_line}"
     );
     assert!(line.contains("selftest: deliberate panic"));

@@ -4,7 +4,7 @@
 //! first, where FIFO runs them in spawn order); a graft that loops forever
 //! is aborted, logged and unloaded, and FIFO serves again.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,15 +42,7 @@ impl Serial {
             .expect("cannot start qemu-system-x86_64");
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
-        let console = Arc::new(Mutex::new(String::new()));
-        let sink = console.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut console = sink.lock().unwrap();
-                console.push_str(&line);
-                console.push('\n');
-            }
-        });
+        let console = tests::collect_lines([Box::new(stdout) as Box<dyn std::io::Read + Send>]);
         let serial = Serial {
             child,
             stdin,

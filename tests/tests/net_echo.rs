@@ -9,15 +9,6 @@ use tests::guest::Guest;
 
 const READY: &str = "echo: listening on";
 
-fn connect(guest: &Guest) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&guest.addr, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("connect: {e}\n{}", guest.console()));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    stream
-}
-
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed).to_le_bytes()[2])
@@ -45,7 +36,7 @@ fn echo(stream: TcpStream, data: Vec<u8>) -> Vec<u8> {
 fn one_mib_through_one_connection_comes_back_intact() {
     let guest = Guest::start("echo", "", 7, READY);
     let data = pattern(1 << 20, 7);
-    let back = echo(connect(&guest), data.clone());
+    let back = echo(guest.connect(), data.clone());
     assert_eq!(back.len(), data.len(), "{}", guest.console());
     assert!(back == data, "the echoed mebibyte differs");
 }
@@ -54,7 +45,7 @@ fn one_mib_through_one_connection_comes_back_intact() {
 fn sixty_four_concurrent_connections_each_get_their_own_bytes() {
     let guest = Guest::start("echo", "", 7, READY);
     // All 64 are open at once before any sends.
-    let streams: Vec<TcpStream> = (0..64).map(|_| connect(&guest)).collect();
+    let streams: Vec<TcpStream> = (0..64).map(|_| guest.connect()).collect();
     let clients: Vec<_> = streams
         .into_iter()
         .enumerate()
@@ -87,7 +78,7 @@ fn dhcp_configures_the_address_and_the_gateway_answers_ping() {
         console.contains("echo: ping 10.0.2.2 ok"),
         "no ping reply:\n{console}"
     );
-    assert_eq!(echo(connect(&guest), b"after dhcp".to_vec()), b"after dhcp");
+    assert_eq!(echo(guest.connect(), b"after dhcp".to_vec()), b"after dhcp");
 }
 
 #[test]
@@ -103,5 +94,5 @@ fn an_idle_network_image_halts_instead_of_spinning() {
         "QEMU used {used:?} of CPU in 3 s while the image was idle"
     );
     // And it still answers.
-    assert_eq!(echo(connect(&guest), b"awake".to_vec()), b"awake");
+    assert_eq!(echo(guest.connect(), b"awake".to_vec()), b"awake");
 }

@@ -36,15 +36,6 @@ fn curl(args: &[&str]) -> (String, String) {
     )
 }
 
-fn connect(guest: &Guest) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&guest.addr, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("connect: {e}\n{}", guest.console()));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    stream
-}
-
 /// Everything the server sends until it closes the connection.
 fn read_all(mut stream: TcpStream) -> String {
     let mut reply = Vec::new();
@@ -54,7 +45,7 @@ fn read_all(mut stream: TcpStream) -> String {
 
 /// Sends `raw` and returns the whole reply (the server must close).
 fn exchange(guest: &Guest, raw: &[u8]) -> String {
-    let mut stream = connect(guest);
+    let mut stream = guest.connect();
     stream.write_all(raw).unwrap();
     read_all(stream)
 }
@@ -114,24 +105,14 @@ fn get_head_and_keep_alive_with_curl() {
     assert!(delete.starts_with("HTTP/1.1 405"), "{delete}");
     assert_eq!(header(&delete, "allow"), Some("GET, HEAD"));
 
-    let (stats, _) = curl(&[&url(&guest, "/stats")]);
-    for field in [
-        "\"uptime_ms\":",
-        "\"connections\":",
-        "\"requests\":",
-        "\"bytes_sent\":",
-    ] {
+    let stats = stats_of(&guest);
+    for field in ["uptime_ms", "connections", "requests", "bytes_sent"] {
         assert!(
-            stats.contains(field),
+            stats[field].is_u64(),
             "{field} missing from /stats: {stats}"
         );
     }
-    let requests: u64 = stats
-        .split("\"requests\":")
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|n| n.parse().ok())
-        .expect("a request count");
+    let requests = stats["requests"].as_u64().unwrap();
     assert!(requests >= 6, "/stats counts {requests} requests");
 }
 
@@ -202,14 +183,14 @@ fn vanishing_slow_and_idle_clients() {
 
     // Disconnects mid-request (and one mid-way through the request line).
     for partial in [&b"GET /hello.txt HTTP/1.1\r\nHos"[..], b"GE"] {
-        let mut stream = connect(&guest);
+        let mut stream = guest.connect();
         stream.write_all(partial).unwrap();
         drop(stream);
     }
     still_serving(&guest, "clients that vanished mid-request");
 
     // A slow client: one byte every 20 ms.
-    let mut stream = connect(&guest);
+    let mut stream = guest.connect();
     for byte in b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" {
         stream.write_all(&[*byte]).unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -219,7 +200,7 @@ fn vanishing_slow_and_idle_clients() {
     assert!(reply.ends_with(HELLO), "{reply}");
 
     // An idle keep-alive connection is closed after the time-out (3 s).
-    let stream = connect(&guest);
+    let stream = guest.connect();
     let start = Instant::now();
     let reply = read_all(stream);
     let waited = start.elapsed();
@@ -254,7 +235,7 @@ fn two_hundred_fifty_six_concurrent_connections_all_complete() {
     let keep = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut streams = Vec::new();
     for i in 0..CLIENTS {
-        let mut stream = connect(&guest);
+        let mut stream = guest.connect();
         stream.write_all(keep).unwrap();
         let reply = read_hello(&mut stream);
         assert!(
@@ -265,14 +246,14 @@ fn two_hundred_fifty_six_concurrent_connections_all_complete() {
         streams.push(stream);
     }
     // All of them are open on the server at once.
-    let (stats, _) = curl(&[&url(&guest, "/stats")]);
-    let active: usize = stats
-        .split("\"active_connections\":")
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|n| n.parse().ok())
-        .expect("an active connection count");
-    assert!(active > CLIENTS, "only {active} connections open: {stats}");
+    let stats = stats_of(&guest);
+    let active = stats["active_connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no active connection count in /stats: {stats}"));
+    assert!(
+        active > CLIENTS as u64,
+        "only {active} connections open: {stats}"
+    );
     // Then each sends a second request at the same time and closes.
     let clients: Vec<_> = streams
         .into_iter()
@@ -294,4 +275,10 @@ fn two_hundred_fifty_six_concurrent_connections_all_complete() {
         .count();
     assert_eq!(ok, CLIENTS, "{}", guest.console());
     still_serving(&guest, "256 concurrent connections");
+}
+
+/// `/stats`, parsed (a document that is not JSON fails the test).
+fn stats_of(guest: &Guest) -> serde_json::Value {
+    let (stats, _) = curl(&[&url(guest, "/stats")]);
+    serde_json::from_str(&stats).unwrap_or_else(|e| panic!("/stats is not JSON ({e}): {stats}"))
 }

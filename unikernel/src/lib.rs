@@ -4,9 +4,10 @@
 //! An image is one application linked with this crate into one ELF that QEMU
 //! boots directly through PVH (`-M microvm -kernel`). The kernel is a
 //! library OS in the Exokernel sense: it has one application, so its
-//! policies (the scheduler's pick-next, later cache eviction or packet
-//! handling) are chosen per image at build time, as type parameters, and a
-//! graft can later replace them in the running image.
+//! policies (the scheduler's pick-next, the block cache's eviction and
+//! read-ahead; `net`'s receive path) are chosen per image at build time, as
+//! type parameters, and a graft can replace them in the running image
+//! (`grafts/host`).
 //!
 //! Boot path: [`arch::boot`] (32-bit PVH entry → long mode) →
 //! [`arch::kernel_entry`] (console, GDT/IDT, page tables, heap, APIC) → the
@@ -48,10 +49,13 @@ pub use arch::serial::SerialInput;
 #[cfg(target_os = "none")]
 pub use arch::{cmdline, irq, rio, run, virtio, virtio_net};
 
-/// Block storage (virtio-blk).
-#[cfg(target_os = "none")]
+/// Block storage: the block size (everywhere) and, on the target, the
+/// virtio-blk driver, [`block::BlockDevice`], which the block cache
+/// ([`storage`]) takes as its [`storage::Disk`].
 pub mod block {
-    pub use crate::arch::virtio_blk::{BLOCK_SIZE, BlockDevice, BlockError, MAX_REQUEST};
+    #[cfg(target_os = "none")]
+    pub use crate::arch::virtio_blk::{BlockDevice, BlockError, MAX_REQUEST};
+    pub use crate::storage::BLOCK_SIZE;
 }
 
 /// The kernel command line (empty on the host).
@@ -79,6 +83,11 @@ pub enum ExitCode {
     /// An unhandled CPU exception (report on the console).
     CpuException = 102,
 }
+
+/// The largest Ethernet frame (without FCS) a network device carries: 1500
+/// bytes of payload plus the 14-byte header. The virtio-net driver sizes
+/// its buffers by it; `net` gives smoltcp it as the MTU and clamps to it.
+pub const MAX_FRAME: usize = 1514;
 
 /// The largest status an image's `main` can return; larger ones are clamped.
 pub const MAX_APP_STATUS: i32 = 100;

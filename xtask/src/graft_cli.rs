@@ -220,7 +220,7 @@ pub fn module_path(module: &str) -> anyhow::Result<PathBuf> {
     let built = sample_path(stem);
     if !built.is_file() && samples.iter().any(|s| s == stem) {
         eprintln!("graft: building the sample grafts ({stem}.wasm is missing)");
-        crate::grafts::build_modules(true)?;
+        crate::grafts::build_modules()?;
     }
     if built.is_file() {
         return Ok(built);

@@ -96,8 +96,10 @@ pub fn module(name: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(&built).with_context(|| format!("no graft module {}", built.display()))
 }
 
-/// Compiles every graft module under `grafts/` to `.wasm` and returns their paths.
-pub fn build_modules(_release: bool) -> anyhow::Result<Vec<PathBuf>> {
+/// Compiles every graft module under `grafts/` to `.wasm` (always an
+/// optimised build: a graft is small and runs in an interpreter) and
+/// returns their paths.
+pub fn build_modules() -> anyhow::Result<Vec<PathBuf>> {
     build_into(&crate::root().join("target/grafts"), None)
 }
 
@@ -106,7 +108,7 @@ pub fn build_modules(_release: bool) -> anyhow::Result<Vec<PathBuf>> {
 /// graft ([`crate::bench::grafts_image`], [`crate::bench::grafts_http`]) —
 /// and writes the report under `target/bench/`.
 pub fn bench(accel: crate::qemu::Accel) -> anyhow::Result<()> {
-    build_modules(true)?;
+    build_modules()?;
     eprintln!("bench grafts: cargo bench -p graft-bench --bench overhead (host, release)");
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(crate::root())

@@ -1,4 +1,6 @@
-//! Finding and building images: every crate under `images/` is one.
+//! Finding and building images: every crate under `images/` (the
+//! product images) and under `tests/images/` (the test images the
+//! integration tests boot) is one.
 //!
 //! Every build passes `ROOTSTOCK_GRAFT_KEYS` (the public keys the image
 //! accepts grafts from; the kernel reads it with `option_env!`, so cargo
@@ -15,17 +17,36 @@ use anyhow::{Context, bail};
 /// The target images are built for.
 pub const TARGET: &str = "x86_64-unknown-none";
 
-/// Names of all images (directories under `images/` with a Cargo.toml).
+/// The folders holding image crates: product images, then test images.
+pub const DIRS: [&str; 2] = ["images", "tests/images"];
+
+/// Names of all images, product and test (directories under [`DIRS`] with
+/// a Cargo.toml), sorted.
 pub fn all() -> anyhow::Result<Vec<String>> {
-    let dir = crate::root().join("images");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let mut names = Vec::new();
+    for dir in DIRS {
+        names.extend(in_dir(dir)?);
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Names of the product images (crates under `images/`), sorted.
+pub fn products() -> anyhow::Result<Vec<String>> {
+    let mut names = in_dir(DIRS[0])?;
+    names.sort();
+    Ok(names)
+}
+
+/// Crates directly under `dir` (relative to the workspace root).
+fn in_dir(dir: &str) -> anyhow::Result<Vec<String>> {
+    let dir = crate::root().join(dir);
+    Ok(std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.path().join("Cargo.toml").exists())
         .filter_map(|entry| entry.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    Ok(names)
+        .collect())
 }
 
 /// Where `cargo build` puts an image's ELF.
@@ -56,7 +77,7 @@ pub fn needs_grafts(image: &str) -> bool {
 fn build_grafts(target_dir: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     match target_dir {
         None => {
-            crate::grafts::build_modules(true)?;
+            crate::grafts::build_modules()?;
             Ok(crate::root().join("target/grafts"))
         }
         Some(dir) => {
@@ -138,9 +159,16 @@ pub fn build_with_features(
     let known = all()?;
     for name in names {
         if !known.contains(name) {
+            let products = products()?;
+            let tests: Vec<&String> = known.iter().filter(|n| !products.contains(n)).collect();
             bail!(
-                "no image named `{name}`; the images are: {}",
-                known.join(", ")
+                "no image named `{name}`; the images are: {} (test images: {})",
+                products.join(", "),
+                tests
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
@@ -216,6 +244,20 @@ mod tests {
         assert_eq!(merge_keys(None, Some(&theirs)), Some(theirs.clone()));
         assert_eq!(merge_keys(None, Some("  ")), None);
         assert_eq!(merge_keys(Some(&dev), Some("")), Some(dev));
+    }
+
+    #[test]
+    fn product_and_test_images_live_in_their_own_folders() {
+        let products = products().unwrap();
+        let all = all().unwrap();
+        for image in ["hello", "http", "echo", "kv"] {
+            assert!(products.contains(&image.to_string()), "{image}");
+        }
+        for image in ["selftest", "riotest", "schedtest", "graftbench"] {
+            assert!(!products.contains(&image.to_string()), "{image}");
+            assert!(all.contains(&image.to_string()), "{image}");
+        }
+        assert!(products.iter().all(|p| all.contains(p)));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn dev_key() -> anyhow::Result<KeyPair> {
 
 /// The development public key as 64 hex digits (what images trust).
 pub fn public_hex() -> anyhow::Result<String> {
-    Ok(hex(dev_key()?.pk.as_ref()))
+    Ok(hex::encode(dev_key()?.pk.as_ref()))
 }
 
 /// Compiles the WebAssembly `module` to machine code for the images and
@@ -102,11 +102,6 @@ pub fn next_sequence() -> u64 {
     fresh(last)
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The key pair stored at `path`, created there (announced on stderr) if
 /// the file does not exist yet.
 pub fn key_at(path: &Path) -> anyhow::Result<KeyPair> {
@@ -116,7 +111,7 @@ pub fn key_at(path: &Path) -> anyhow::Result<KeyPair> {
         eprintln!(
             "graft: created development key {} (public {}…)",
             shown.display(),
-            &hex(key.pk.as_ref())[..16]
+            &hex::encode(key.pk.as_ref())[..16]
         );
     }
     Ok(key)
@@ -148,7 +143,7 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<(KeyPair, bool)> {
         std::process::id(),
         ATTEMPT.fetch_add(1, Ordering::Relaxed)
     ));
-    write_private(&temporary, &format!("{}\n", hex(&seed)))
+    write_private(&temporary, &format!("{}\n", hex::encode(seed)))
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     let linked = std::fs::hard_link(&temporary, path);
     let _ = std::fs::remove_file(&temporary);
@@ -159,7 +154,7 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<(KeyPair, bool)> {
         }
         Err(e) => {
             // No hard links here (some file systems): create it directly.
-            write_new_private(path, &format!("{}\n", hex(&seed)))
+            write_new_private(path, &format!("{}\n", hex::encode(seed)))
                 .with_context(|| format!("cannot create the graft key {} ({e})", path.display()))?;
             Ok((KeyPair::from_seed(Seed::new(seed)), true))
         }
@@ -180,13 +175,8 @@ fn read_key(path: &Path) -> anyhow::Result<KeyPair> {
 }
 
 fn parse_seed(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
     let mut seed = [0u8; 32];
-    for (byte, pair) in seed.iter_mut().zip(text.as_bytes().chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut seed).ok()?;
     Some(seed)
 }
 
@@ -218,6 +208,27 @@ mod tests {
     const MODULE: &[u8] = b"\0asm\x01\0\0\0";
 
     #[test]
+    fn a_key_file_that_is_not_64_hex_digits_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = "0123456789abcdef".repeat(4);
+        assert_eq!(parse_seed(&good).unwrap()[..2], [0x01, 0x23]);
+        assert!(parse_seed(&good.to_uppercase()).is_some());
+        for bad in [
+            &good[1..],
+            "zz".repeat(32).as_str(),
+            &format!("{good}00"),
+            "",
+        ] {
+            assert_eq!(parse_seed(bad), None, "{bad:?}");
+            let path = dir.path().join("bad.key");
+            std::fs::write(&path, bad).unwrap();
+            let error = key_at(&path).unwrap_err();
+            assert!(format!("{error}").contains("is not a graft key"), "{error}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), bad);
+        }
+    }
+
+    #[test]
     fn a_key_is_created_once_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/dev.key");
@@ -229,7 +240,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim().len(), 64);
         assert!(
-            !text.contains(&hex(first.pk.as_ref())),
+            !text.contains(&hex::encode(first.pk.as_ref())),
             "the file holds the seed"
         );
         #[cfg(unix)]
@@ -298,7 +309,7 @@ mod tests {
     fn sealed_envelopes_verify_against_the_public_hex() {
         let dir = tempfile::tempdir().unwrap();
         let key = key_at(&dir.path().join("dev.key")).unwrap();
-        let public = hex(key.pk.as_ref());
+        let public = hex::encode(key.pk.as_ref());
         assert_eq!(public.len(), 64);
         let trusted = TrustedKeys::from_hex(&public);
         let first = seal_with(&key.sk, next_sequence(), "net.rx", "context,log", MODULE).unwrap();

@@ -22,7 +22,7 @@ enum Cmd {
     Setup,
     /// Build an image; prints the ELF's path and size.
     Build {
-        /// The image (a crate under images/).
+        /// The image (a crate under images/ or tests/images/).
         image: String,
         /// Optimised build (what the benchmarks measure).
         #[arg(long)]
@@ -52,7 +52,7 @@ enum Cmd {
         #[arg(long)]
         disk: Option<PathBuf>,
         /// Do not forward the graft control port (host 7070 → guest 7070 for
-        /// http, echo and kv, unless -p forwards guest port 7070 already).
+        /// http and kv, unless -p forwards guest port 7070 already).
         #[arg(long)]
         no_control: bool,
         /// user: QEMU's user network (no privileges; forwarded ports accept one
@@ -74,11 +74,8 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "auto")]
         accel: Accel,
     },
-    /// Compile the graft modules to WebAssembly.
-    Grafts {
-        #[arg(long)]
-        release: bool,
-    },
+    /// Compile the graft modules to WebAssembly (always optimised; prints their paths).
+    Grafts,
     /// Manage the grafts in a running image (load, replace, unload, list, stats, log, key).
     ///
     /// Modules are signed with the development key (target/graft-keys/dev.key,
@@ -212,13 +209,35 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         }
         Cmd::Test => {
             setup::all()?;
+            eprintln!("test: [1/5] cargo fmt --all --check");
+            if !cargo()
+                .args(["fmt", "--all", "--check"])
+                .status()?
+                .success()
+            {
+                bail!("the code is not formatted: run `cargo fmt --all`");
+            }
+            eprintln!("test: [2/5] cargo clippy --workspace --all-targets -- -D warnings");
+            let clippy = cargo()
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .status()?;
+            if !clippy.success() {
+                bail!("clippy found problems (see its messages above)");
+            }
             let all = images::all()?;
-            eprintln!("test: [1/3] building grafts to WebAssembly");
-            xtask::grafts::build_modules(true)?;
-            eprintln!("test: [2/3] building images: {}", all.join(", "));
+            eprintln!("test: [3/5] building grafts to WebAssembly");
+            xtask::grafts::build_modules()?;
+            eprintln!("test: [4/5] building images: {}", all.join(", "));
             images::build(&all, false, None)?;
             eprintln!(
-                "test: [3/3] cargo test --workspace (host unit tests, then QEMU integration tests)"
+                "test: [5/5] cargo test --workspace (host unit tests, then QEMU integration tests)"
             );
             let status = cargo().args(["test", "--workspace"]).status()?;
             if !status.success() {
@@ -243,8 +262,8 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Graft(args) => xtask::graft_cli::run(args),
-        Cmd::Grafts { release } => {
-            for module in xtask::grafts::build_modules(release)? {
+        Cmd::Grafts => {
+            for module in xtask::grafts::build_modules()? {
                 println!("{}", module.display());
             }
             Ok(0)
@@ -259,5 +278,28 @@ fn main() -> ExitCode {
             eprintln!("xtask: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn grafts_takes_no_release_flag_since_grafts_are_always_optimised() {
+        assert!(matches!(
+            Cli::try_parse_from(["xtask", "grafts"]).map(|cli| cli.command),
+            Ok(Cmd::Grafts)
+        ));
+        let error = Cli::try_parse_from(["xtask", "grafts", "--release"])
+            .err()
+            .expect("--release is refused");
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 }

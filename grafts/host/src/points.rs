@@ -9,19 +9,15 @@
 //! | `sched.pick` | replace | `(n: i32) -> i32` | `n` ready tasks, 4 bytes each: `[priority, group, 0, 0]` | index of the task to run |
 //! | `http.request` | event, 4 handlers | `(len: i32) -> i32` | `METHOD SP PATH` | 0 carry on, or an HTTP status (100..=599) to answer with |
 
+use graft_sdk::points::{http_request, net_rx, sched_pick};
 use grafts::{Capabilities, Capability, PointSpec, Val, ValType};
 
 /// The receive path's event point.
-pub const NET_RX: &str = "net.rx";
+pub const NET_RX: &str = net_rx::NAME;
 /// The scheduler's pick-next replace point.
-pub const SCHED_PICK: &str = "sched.pick";
+pub const SCHED_PICK: &str = sched_pick::NAME;
 /// The HTTP image's request event.
-pub const HTTP_REQUEST: &str = "http.request";
-
-/// `net.rx` verdicts.
-pub const RX_PASS: i32 = 0;
-pub const RX_DROP: i32 = 1;
-pub const RX_ANSWER: i32 = 2;
+pub const HTTP_REQUEST: &str = http_request::NAME;
 
 /// What an image lets grafts at a policy or application point use, at
 /// most (the loader's signed grant is intersected with it): reading the
@@ -40,15 +36,16 @@ fn one_i32_in(results: &[Val], range: core::ops::RangeInclusive<i32>) -> bool {
 }
 
 fn rx_verdict(results: &[Val]) -> bool {
-    one_i32_in(results, RX_PASS..=RX_ANSWER)
+    one_i32_in(results, net_rx::PASS..=net_rx::ANSWER)
 }
 
 fn task_index(results: &[Val]) -> bool {
-    one_i32_in(results, 0..=255)
+    one_i32_in(results, 0..=sched_pick::MAX_INDEX)
 }
 
 fn http_status(results: &[Val]) -> bool {
-    matches!(results, [Val::I32(0)]) || one_i32_in(results, 100..=599)
+    matches!(results, [Val::I32(http_request::CARRY_ON)])
+        || one_i32_in(results, http_request::STATUSES)
 }
 
 /// `net.rx`: packet handlers with guards (XDP/ASH style).

@@ -15,7 +15,7 @@ use grafts::{PointId, Val};
 use net::{RxPolicy, Verdict};
 
 use crate::host::{Shared, grafted};
-use crate::points::{RX_ANSWER, RX_DROP};
+use graft_sdk::points::net_rx::{ANSWER, DROP};
 
 /// `P`, extended by the grafts on `net.rx`.
 #[derive(Default)]
@@ -53,8 +53,8 @@ impl<P: RxPolicy> GraftRx<P> {
             .dispatch_at(*point, &mut self.context, &[len])
         {
             match outcome.as_deref() {
-                Ok([Val::I32(RX_DROP)]) => return Some(Verdict::Drop),
-                Ok([Val::I32(RX_ANSWER)]) => {
+                Ok([Val::I32(DROP)]) => return Some(Verdict::Drop),
+                Ok([Val::I32(ANSWER)]) => {
                     self.reply = core::mem::take(&mut self.context);
                     return Some(Verdict::Answer);
                 }

@@ -31,10 +31,7 @@ pub fn host() -> Shared {
 /// The control port an image's command line asks for: `control=off`, or
 /// `control=PORT`; [`crate::CONTROL_PORT`] when it says nothing.
 pub fn control_port(cmdline: &str) -> Result<Option<u16>, &'static str> {
-    let setting = cmdline
-        .split_ascii_whitespace()
-        .find_map(|word| word.strip_prefix("control="));
-    match setting {
+    match unikernel::cmdline::setting(cmdline, "control") {
         None => Ok(Some(crate::CONTROL_PORT)),
         Some("off") => Ok(None),
         Some(port) => match port.parse::<u16>() {

@@ -16,6 +16,8 @@
 
 #![no_std]
 
+pub mod points;
+
 #[cfg(target_arch = "wasm32")]
 mod sys {
     #[link(wasm_import_module = "rootstock")]

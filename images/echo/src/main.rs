@@ -31,17 +31,12 @@ async fn main() -> i32 {
 #[cfg(target_os = "none")]
 mod serve {
     use net::{Config, Ipv4Addr, PassAll, TcpListener, TcpOptions, TcpStream};
+    use unikernel::cmdline::setting;
     use unikernel::println;
     use unikernel::task;
     use unikernel::time::Duration;
 
     const IDLE: Duration = Duration::from_secs(300);
-
-    fn setting<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-        cmdline
-            .split_ascii_whitespace()
-            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
-    }
 
     pub async fn run() -> i32 {
         let cmdline = unikernel::cmdline();

@@ -23,14 +23,10 @@ async fn main() -> i32 {
     use alloc::vec::Vec;
     use graft_host::rx::GraftRx;
     use http::{Server, ServerConfig};
+    use unikernel::cmdline::setting;
     use unikernel::println;
     use unikernel::time::Duration;
 
-    fn setting<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-        cmdline
-            .split_ascii_whitespace()
-            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
-    }
     fn ports(list: &str) -> Option<Vec<u16>> {
         list.split(',')
             .map(|p| p.parse::<u16>().ok().filter(|&p| p != 0))

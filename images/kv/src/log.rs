@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use unikernel::storage::{
-    BLOCK, Block, BlockCache, BlockDev, BlockFilter, CacheError, CacheMemory, EvictionPolicy,
+    BLOCK_SIZE, Block, BlockCache, BlockFilter, CacheError, CacheMemory, Disk, EvictionPolicy,
     ReadAhead,
 };
 
@@ -66,7 +66,7 @@ pub trait Blocks {
 impl<M, D, E, R, F> Blocks for BlockCache<M, D, E, R, F>
 where
     M: CacheMemory,
-    D: BlockDev,
+    D: Disk,
     E: EvictionPolicy,
     R: ReadAhead,
     F: BlockFilter,
@@ -121,7 +121,7 @@ struct Superblock {
 
 impl Superblock {
     fn encode(&self) -> Block {
-        let mut out = [0; BLOCK];
+        let mut out = [0; BLOCK_SIZE];
         out[0..8].copy_from_slice(&MAGIC);
         out[8..16].copy_from_slice(&self.seq.to_le_bytes());
         out[16..20].copy_from_slice(&self.area.to_le_bytes());
@@ -166,14 +166,14 @@ impl Appender {
         let mut blocks: Vec<(u64, Block)> = Vec::new();
         let mut done = 0;
         while done < bytes.len() {
-            let within = (self.end % BLOCK as u64) as usize;
-            let n = (BLOCK - within).min(bytes.len() - done);
+            let within = (self.end % BLOCK_SIZE as u64) as usize;
+            let n = (BLOCK_SIZE - within).min(bytes.len() - done);
             self.tail[within..within + n].copy_from_slice(&bytes[done..done + n]);
-            blocks.push((self.first_block + self.end / BLOCK as u64, self.tail));
+            blocks.push((self.first_block + self.end / BLOCK_SIZE as u64, self.tail));
             self.end += n as u64;
             done += n;
-            if self.end.is_multiple_of(BLOCK as u64) {
-                self.tail = [0; BLOCK];
+            if self.end.is_multiple_of(BLOCK_SIZE as u64) {
+                self.tail = [0; BLOCK_SIZE];
             }
         }
         let batch: Vec<(u64, &Block)> = blocks.iter().map(|(b, d)| (*b, d)).collect();
@@ -216,7 +216,7 @@ impl<S: Blocks> Log<S> {
         }
         let mut found: Option<Superblock> = None;
         for block in 0..2 {
-            let mut bytes = [0; BLOCK];
+            let mut bytes = [0; BLOCK_SIZE];
             storage.read(block, &mut bytes).await?;
             if let Some(sb) = Superblock::decode(&bytes).filter(|sb| sb.area_blocks == area_blocks)
                 && found.is_none_or(|f| sb.seq > f.seq)
@@ -235,14 +235,14 @@ impl<S: Blocks> Log<S> {
                     area_blocks,
                 };
                 // An empty log: a zero block where the first record goes.
-                storage.write(sb.first_block(), &[0; BLOCK]).await?;
+                storage.write(sb.first_block(), &[0; BLOCK_SIZE]).await?;
                 storage.write(1, &sb.encode()).await?;
                 storage.flush().await?;
                 replay.formatted = true;
                 sb
             }
         };
-        let mut reader = Reader::new(superblock.first_block(), area_blocks * BLOCK as u64);
+        let mut reader = Reader::new(superblock.first_block(), area_blocks * BLOCK_SIZE as u64);
         let mut end = 0;
         loop {
             let mut head = [0u8; HEADER];
@@ -268,11 +268,14 @@ impl<S: Blocks> Log<S> {
             end += (HEADER + len) as u64;
         }
         replay.bytes = end;
-        let mut tail = [0; BLOCK];
-        let within = (end % BLOCK as u64) as usize;
+        let mut tail = [0; BLOCK_SIZE];
+        let within = (end % BLOCK_SIZE as u64) as usize;
         if within > 0 {
             storage
-                .read(superblock.first_block() + end / BLOCK as u64, &mut tail)
+                .read(
+                    superblock.first_block() + end / BLOCK_SIZE as u64,
+                    &mut tail,
+                )
                 .await?;
             tail[within..].fill(0);
         }
@@ -292,7 +295,7 @@ impl<S: Blocks> Log<S> {
     }
 
     fn area_bytes(&self) -> u64 {
-        self.superblock.area_blocks * BLOCK as u64
+        self.superblock.area_blocks * BLOCK_SIZE as u64
     }
 
     /// Bytes a record of `ops` takes.
@@ -366,7 +369,7 @@ impl<S: Blocks> Log<S> {
         let mut appender = Appender {
             first_block: next.first_block(),
             end: 0,
-            tail: [0; BLOCK],
+            tail: [0; BLOCK_SIZE],
         };
         let mut chunk = Vec::new();
         let mut ops = Vec::new();
@@ -389,7 +392,7 @@ impl<S: Blocks> Log<S> {
         // The snapshot reaches the disk before the superblock can name it
         // (so the disk stays consistent even if the VM is switched off);
         // then the old area is garbage: dropped from the cache unwritten.
-        let written = appender.end.div_ceil(BLOCK as u64);
+        let written = appender.end.div_ceil(BLOCK_SIZE as u64);
         self.storage
             .flush_range(next.first_block()..next.first_block() + written)
             .await?;
@@ -440,15 +443,15 @@ impl Reader {
         let mut done = 0;
         while done < out.len() {
             let offset = at + done as u64;
-            let index = offset / BLOCK as u64;
-            let within = (offset % BLOCK as u64) as usize;
+            let index = offset / BLOCK_SIZE as u64;
+            let within = (offset % BLOCK_SIZE as u64) as usize;
             if self.block.as_ref().is_none_or(|(i, _)| *i != index) {
-                let mut data = [0; BLOCK];
+                let mut data = [0; BLOCK_SIZE];
                 storage.read(self.first_block + index, &mut data).await?;
                 self.block = Some((index, data));
             }
             let (_, data) = self.block.as_ref().expect("just read");
-            let n = (BLOCK - within).min(out.len() - done);
+            let n = (BLOCK_SIZE - within).min(out.len() - done);
             out[done..done + n].copy_from_slice(&data[within..within + n]);
             done += n;
         }

@@ -32,6 +32,7 @@ use core::fmt::Write;
 use graft_host::storage::{GraftEviction, GraftReadAhead};
 use net::{Config, PassAll, TcpListener, TcpOptions, TcpStream};
 use unikernel::block::BlockDevice;
+use unikernel::cmdline::setting;
 use unikernel::println;
 use unikernel::rio;
 use unikernel::rio::ProtectedRegion;
@@ -43,7 +44,7 @@ use unikernel::time::Duration;
 
 use crate::command::Fault;
 use crate::db::{Action, Db};
-use crate::disk::{Disk, RamDisk};
+use crate::disk::{KvDisk, RamDisk};
 use crate::exclusive::Exclusive;
 use crate::log::LogError;
 use crate::resp::{self, Reply};
@@ -53,7 +54,7 @@ use crate::resp::{self, Reply};
 /// (`cache.evict`, `cache.readahead`), and no filter.
 type Cache = BlockCache<
     &'static ProtectedRegion,
-    Disk,
+    KvDisk,
     GraftEviction<Lru>,
     GraftReadAhead<Sequential>,
     Plain,
@@ -66,11 +67,6 @@ const RAM_DISK_BLOCKS: usize = 8192;
 const MAX_QUERY: usize = 4 << 20;
 
 type Shared = Exclusive<Db<Cache>>;
-fn setting<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
-}
 
 fn uptime_ms() -> u64 {
     unikernel::time::now().as_nanos() / 1_000_000
@@ -125,13 +121,13 @@ pub async fn run() -> i32 {
     };
     let start = unikernel::time::now();
     let opened = match BlockDevice::open() {
-        Some(disk) => Cache::open_with(region, Disk::Virtio(disk), mode, policies).await,
+        Some(disk) => Cache::open_with(region, KvDisk::Virtio(disk), mode, policies).await,
         None => {
             println!(
                 "kv: no virtio-blk disk: logging to a 4 MiB RAM disk, nothing will outlive \
                  this VM (run with --disk PATH to keep the data)"
             );
-            let disk = Disk::Ram(RamDisk::new(RAM_DISK_BLOCKS));
+            let disk = KvDisk::Ram(RamDisk::new(RAM_DISK_BLOCKS));
             Cache::create_with(region, disk, mode, policies)
                 .map(|cache| (cache, Recovery::default()))
         }

@@ -17,6 +17,10 @@
 //! Layout: the first 4 KiB is the kernel's header (magic, boot count,
 //! warm-reboot count); the rest, [`ProtectedRegion::bytes`], belongs to the
 //! storage cache, which keeps its own checksummed registry there.
+//!
+//! This file is step 3 of 6 on the path from the region to a recovered
+//! cache; `storage`'s module essay (`storage/mod.rs`) walks the whole path
+//! and names each step's file.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

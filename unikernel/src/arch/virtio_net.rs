@@ -41,8 +41,7 @@ pub const QUEUE_SIZE: usize = 64;
 /// Bytes per buffer: the virtio-net header plus a full Ethernet frame
 /// (1514 bytes), rounded up.
 pub const BUFFER_LEN: usize = 1536;
-/// The largest Ethernet frame (without FCS) the device carries.
-pub const MAX_FRAME: usize = 1514;
+pub use crate::MAX_FRAME;
 
 /// Why the device could not be opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

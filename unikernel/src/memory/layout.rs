@@ -1,7 +1,8 @@
 //! Page-protection and placement decisions, as plain arithmetic: which
 //! protection each page of the kernel image gets, and where the Rio region
 //! goes. The page-table code in `arch::paging` applies these; the logic
-//! itself is tested on the host.
+//! itself is tested on the host. (Placing the Rio region is step 2 on the
+//! path from the region to a recovered cache that `storage/mod.rs` walks.)
 
 /// Extents of the loaded image (physical = virtual), from the linker script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

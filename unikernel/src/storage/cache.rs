@@ -19,7 +19,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::device::{BLOCK, Block, BlockDev, CacheMemory, DeviceError};
+use super::device::{BLOCK_SIZE, Block, CacheMemory, DeviceError, Disk};
 use super::eviction::EvictionPolicy;
 use super::filter::BlockFilter;
 use super::readahead::{ReadAhead, Window};
@@ -130,7 +130,7 @@ pub struct BlockCache<M, D, E, R, F> {
 impl<M, D, E, R, F> BlockCache<M, D, E, R, F>
 where
     M: CacheMemory,
-    D: BlockDev,
+    D: Disk,
     E: EvictionPolicy,
     R: ReadAhead,
     F: BlockFilter,
@@ -192,7 +192,7 @@ where
 
     pub(super) fn data(&self, slot: u32) -> &Block {
         let offset = self.geometry.data_offset(slot);
-        self.memory.bytes()[offset..offset + BLOCK]
+        self.memory.bytes()[offset..offset + BLOCK_SIZE]
             .try_into()
             .expect("one block")
     }
@@ -219,10 +219,10 @@ where
         let fits = (end - block - 1) / u64::from(window.stride) + 1;
         let count = u64::from(window.count).clamp(1, most).min(fits) as usize;
         if window.stride == 1 {
-            let mut buffer = vec![0u8; count * BLOCK];
+            let mut buffer = vec![0u8; count * BLOCK_SIZE];
             self.disk.read(block, &mut buffer).await?;
             self.stats.read_requests += 1;
-            for (i, chunk) in buffer.chunks_exact(BLOCK).enumerate() {
+            for (i, chunk) in buffer.chunks_exact(BLOCK_SIZE).enumerate() {
                 let mut data: Block = chunk.try_into().expect("one block");
                 let at = block + i as u64;
                 self.filter.decode(at, &mut data);
@@ -234,7 +234,7 @@ where
         } else {
             for i in 0..count as u64 {
                 let at = block + i * u64::from(window.stride);
-                let mut data = [0u8; BLOCK];
+                let mut data = [0u8; BLOCK_SIZE];
                 match self.disk.read(at, &mut data).await {
                     Ok(()) => {}
                     // Read-ahead is a guess: its failure is no error.
@@ -275,7 +275,7 @@ where
             if self.index.contains_key(&at) {
                 continue;
             }
-            let mut data = [0u8; BLOCK];
+            let mut data = [0u8; BLOCK_SIZE];
             if self.disk.read(at, &mut data).await.is_err() {
                 break;
             }
@@ -305,12 +305,12 @@ where
     /// Reads `buf.len()` bytes from byte `offset` of the disk.
     pub async fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), CacheError> {
         let mut done = 0;
-        let mut block = [0u8; BLOCK];
+        let mut block = [0u8; BLOCK_SIZE];
         while done < buf.len() {
             let at = offset + done as u64;
-            let within = (at % BLOCK as u64) as usize;
-            let n = (BLOCK - within).min(buf.len() - done);
-            self.read(at / BLOCK as u64, &mut block).await?;
+            let within = (at % BLOCK_SIZE as u64) as usize;
+            let n = (BLOCK_SIZE - within).min(buf.len() - done);
+            self.read(at / BLOCK_SIZE as u64, &mut block).await?;
             buf[done..done + n].copy_from_slice(&block[within..within + n]);
             done += n;
         }

@@ -56,7 +56,7 @@ struct Outcome {
 }
 
 fn expected(block: u64, version: Option<u32>) -> Block {
-    version.map_or([0; BLOCK], |v| pattern(block, v))
+    version.map_or([0; BLOCK_SIZE], |v| pattern(block, v))
 }
 
 /// Runs the workload until the clock has crashed.
@@ -83,7 +83,7 @@ fn run(cache: &mut Cache, clock: &CrashClock) -> Outcome {
                 outcome.acked.extend(written);
             }
             Op::Read(block) => {
-                let mut data = [0; BLOCK];
+                let mut data = [0; BLOCK_SIZE];
                 block_on(cache.read(block, &mut data)).unwrap();
                 if !clock.crashed() {
                     let version = outcome.acked.get(&block).copied();
@@ -112,7 +112,7 @@ fn verify(memory: MemMemory, disk: &MemDisk, mode: Durability, outcome: &Outcome
             .iter()
             .find(|&&(b, _)| b == block)
             .map(|&(b, version)| pattern(b, version));
-        let mut data = [0; BLOCK];
+        let mut data = [0; BLOCK_SIZE];
         block_on(cache.read(block, &mut data)).unwrap();
         assert!(
             data == acked || Some(data) == in_flight,

@@ -1,15 +1,15 @@
 //! The two things the block cache is generic over: the disk below it
-//! ([`BlockDev`]) and the memory its slots live in ([`CacheMemory`]).
+//! ([`Disk`]) and the memory its slots live in ([`CacheMemory`]).
 //!
 //! On the target they are the virtio-blk `BlockDevice` and the Rio
 //! `ProtectedRegion` (implemented here); in host tests they are the
 //! doubles in [`super::testing`].
 
 /// Size of one block, on the disk and in a cache slot.
-pub const BLOCK: usize = 512;
+pub const BLOCK_SIZE: usize = 512;
 
 /// One block of data.
-pub type Block = [u8; BLOCK];
+pub type Block = [u8; BLOCK_SIZE];
 
 /// Why the disk failed a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,15 +20,15 @@ pub enum DeviceError {
     Failed,
 }
 
-/// A disk of [`BLOCK`]-sized blocks. Buffers are whole blocks, at most
-/// [`BlockDev::MAX_BLOCKS`] of them per request.
+/// A disk of [`BLOCK_SIZE`]-sized blocks. Buffers are whole blocks, at most
+/// [`Disk::MAX_BLOCKS`] of them per request.
 #[allow(async_fn_in_trait)] // One CPU: futures never cross threads.
-pub trait BlockDev {
+pub trait Disk {
     /// Largest request, in blocks.
     const MAX_BLOCKS: usize;
     /// Disk size in blocks.
     fn capacity_blocks(&self) -> u64;
-    /// Reads `buf.len() / BLOCK` blocks starting at `block`.
+    /// Reads `buf.len() / BLOCK_SIZE` blocks starting at `block`.
     async fn read(&self, block: u64, buf: &mut [u8]) -> Result<(), DeviceError>;
     /// Writes `buf` starting at `block`.
     async fn write(&self, block: u64, buf: &[u8]) -> Result<(), DeviceError>;
@@ -61,11 +61,12 @@ pub trait CacheMemory {
 
 #[cfg(target_os = "none")]
 mod target {
-    use super::{BLOCK, BlockDev, CacheMemory, DeviceError};
+    use super::{BLOCK_SIZE, CacheMemory, DeviceError, Disk};
     use crate::block::{BlockDevice, BlockError, MAX_REQUEST};
     use crate::rio::ProtectedRegion;
 
-    const _: () = assert!(crate::block::BLOCK_SIZE == BLOCK);
+    // The driver's sector is the cache's block.
+    const _: () = assert!(crate::arch::virtio_blk::BLOCK_SIZE == BLOCK_SIZE);
 
     fn convert(error: BlockError) -> DeviceError {
         match error {
@@ -74,8 +75,8 @@ mod target {
         }
     }
 
-    impl BlockDev for BlockDevice {
-        const MAX_BLOCKS: usize = MAX_REQUEST / BLOCK;
+    impl Disk for BlockDevice {
+        const MAX_BLOCKS: usize = MAX_REQUEST / BLOCK_SIZE;
         fn capacity_blocks(&self) -> u64 {
             BlockDevice::capacity_blocks(self)
         }
@@ -105,7 +106,7 @@ mod target {
 }
 
 /// A shared disk is a disk (tests keep one across simulated reboots).
-impl<T: BlockDev> BlockDev for &T {
+impl<T: Disk> Disk for &T {
     const MAX_BLOCKS: usize = T::MAX_BLOCKS;
     fn capacity_blocks(&self) -> u64 {
         T::capacity_blocks(self)

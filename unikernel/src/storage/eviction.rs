@@ -1,7 +1,7 @@
 //! Eviction policies: which cached block leaves when the cache needs a slot.
 //!
 //! This follows the scheduler's policy model (`task::SchedPolicy`): a
-//! trait, a compiled-in default ([`Lru`]), alternatives ([`Clock`], and
+//! trait, a compiled-in default ([`Lru`]), alternatives ([`SecondChance`], and
 //! [`KeepHot`], the native form of the keep-hot sample graft), chosen per
 //! image as a type parameter of the cache. A policy only ever sees slot
 //! numbers and block numbers, never data: whatever it answers, the cache
@@ -125,14 +125,14 @@ impl EvictionPolicy for Lru {
 
 /// CLOCK (second chance): one reference bit per slot and a sweeping hand.
 #[derive(Default, Debug)]
-pub struct Clock {
+pub struct SecondChance {
     occupied: Vec<bool>,
     referenced: Vec<bool>,
     hand: usize,
 }
 
-impl EvictionPolicy for Clock {
-    const NAME: &'static str = "clock";
+impl EvictionPolicy for SecondChance {
+    const NAME: &'static str = "second-chance";
 
     fn reset(&mut self, slots: u32) {
         self.occupied = vec![false; slots as usize];
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn clock_gives_a_second_chance() {
-        let mut clock = Clock::default();
+        let mut clock = SecondChance::default();
         clock.reset(3);
         for slot in 0..3 {
             clock.inserted(slot, 0);
@@ -328,7 +328,7 @@ mod tests {
         clock.removed(0);
         clock.touched(1, 0);
         assert_eq!(clock.victim(), Some(2));
-        assert_eq!(hits::<Clock>(3, &[1, 2, 3, 1, 2, 3]), 3);
+        assert_eq!(hits::<SecondChance>(3, &[1, 2, 3, 1, 2, 3]), 3);
     }
 
     /// A working set of 8 blocks used three times over, then a scan of 100

@@ -11,7 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::cache::{BlockCache, CacheError, CacheStats, Durability, Slot};
-use super::device::{BlockDev, CacheMemory, DeviceError};
+use super::device::{CacheMemory, DeviceError, Disk};
 use super::eviction::EvictionPolicy;
 use super::filter::BlockFilter;
 use super::readahead::ReadAhead;
@@ -89,7 +89,7 @@ impl From<CacheError> for OpenError {
 impl<M, D, E, R, F> BlockCache<M, D, E, R, F>
 where
     M: CacheMemory,
-    D: BlockDev,
+    D: Disk,
     E: EvictionPolicy,
     R: ReadAhead,
     F: BlockFilter,

@@ -21,7 +21,7 @@
 //! boot and the next; [`Header::decode`] and [`decode_entry`] are the only
 //! ways to read it, and they believe nothing they cannot check.
 
-use super::device::BLOCK;
+use super::device::BLOCK_SIZE;
 
 const MAGIC: [u8; 8] = *b"RSTCACH1";
 const VERSION: u32 = 1;
@@ -46,7 +46,7 @@ pub struct Geometry {
 impl Geometry {
     /// The most slots that fit in `len` bytes (`None` if not even one).
     pub fn for_len(len: usize) -> Option<Geometry> {
-        let per_slot = ENTRY_LEN + BLOCK;
+        let per_slot = ENTRY_LEN + BLOCK_SIZE;
         let mut slots = len.saturating_sub(HEADER_LEN) / per_slot;
         while slots > 0 && Self::with_slots(slots).end() > len {
             slots -= 1;
@@ -69,7 +69,7 @@ impl Geometry {
 
     /// Offset of `slot`'s data.
     pub fn data_offset(&self, slot: u32) -> usize {
-        self.data_start + slot as usize * BLOCK
+        self.data_start + slot as usize * BLOCK_SIZE
     }
 
     /// The registry's entries as one range (to clear them at format time).
@@ -107,7 +107,7 @@ impl Header {
         let mut out = [0; HEADER_LEN];
         out[0..8].copy_from_slice(&MAGIC);
         out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        out[12..16].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+        out[12..16].copy_from_slice(&(BLOCK_SIZE as u32).to_le_bytes());
         out[16..20].copy_from_slice(&self.slots.to_le_bytes());
         out[24..32].copy_from_slice(&self.disk_blocks.to_le_bytes());
         out[32..40].copy_from_slice(&self.formats.to_le_bytes());
@@ -124,7 +124,7 @@ impl Header {
             return Err(HeaderError::BadChecksum);
         }
         let version = u32_at(bytes, 8);
-        if version != VERSION || u32_at(bytes, 12) != BLOCK as u32 {
+        if version != VERSION || u32_at(bytes, 12) != BLOCK_SIZE as u32 {
             return Err(HeaderError::Version(version));
         }
         Ok(Header {

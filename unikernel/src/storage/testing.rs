@@ -8,7 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-use super::device::{BLOCK, Block, BlockDev, CacheMemory, DeviceError};
+use super::device::{BLOCK_SIZE, Block, CacheMemory, DeviceError, Disk};
 
 /// Counts mutations (memory and disk writes) and stops applying them after
 /// a limit: everything after the limit "never happened", as after a crash.
@@ -105,7 +105,7 @@ pub struct DiskStats {
 impl MemDisk {
     pub fn new(blocks: u64, clock: CrashClock) -> MemDisk {
         MemDisk {
-            blocks: RefCell::new(vec![0; blocks as usize * BLOCK]),
+            blocks: RefCell::new(vec![0; blocks as usize * BLOCK_SIZE]),
             clock,
             stats: Cell::new(DiskStats::default()),
             fail: Cell::new(false),
@@ -114,8 +114,8 @@ impl MemDisk {
 
     /// The raw contents of `block` (what is really on the disk).
     pub fn raw(&self, block: u64) -> Block {
-        let start = block as usize * BLOCK;
-        self.blocks.borrow()[start..start + BLOCK]
+        let start = block as usize * BLOCK_SIZE;
+        self.blocks.borrow()[start..start + BLOCK_SIZE]
             .try_into()
             .expect("one block")
     }
@@ -131,7 +131,7 @@ impl MemDisk {
 
     fn range(&self, block: u64, len: usize) -> Result<core::ops::Range<usize>, DeviceError> {
         assert!(
-            len > 0 && len.is_multiple_of(BLOCK) && len / BLOCK <= Self::MAX_BLOCKS,
+            len > 0 && len.is_multiple_of(BLOCK_SIZE) && len / BLOCK_SIZE <= Self::MAX_BLOCKS,
             "bad buffer of {len} bytes"
         );
         if self.fail.get() {
@@ -139,7 +139,7 @@ impl MemDisk {
         }
         let start = usize::try_from(block)
             .ok()
-            .and_then(|b| b.checked_mul(BLOCK))
+            .and_then(|b| b.checked_mul(BLOCK_SIZE))
             .ok_or(DeviceError::OutOfRange)?;
         let end = start + len;
         if end > self.blocks.borrow().len() {
@@ -155,11 +155,11 @@ impl MemDisk {
     }
 }
 
-impl BlockDev for MemDisk {
+impl Disk for MemDisk {
     const MAX_BLOCKS: usize = 128;
 
     fn capacity_blocks(&self) -> u64 {
-        (self.blocks.borrow().len() / BLOCK) as u64
+        (self.blocks.borrow().len() / BLOCK_SIZE) as u64
     }
 
     async fn read(&self, block: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
@@ -167,7 +167,7 @@ impl BlockDev for MemDisk {
         buf.copy_from_slice(&self.blocks.borrow()[range]);
         self.count(|s| {
             s.read_requests += 1;
-            s.blocks_read += (buf.len() / BLOCK) as u64;
+            s.blocks_read += (buf.len() / BLOCK_SIZE) as u64;
         });
         Ok(())
     }
@@ -175,10 +175,10 @@ impl BlockDev for MemDisk {
     async fn write(&self, block: u64, buf: &[u8]) -> Result<(), DeviceError> {
         let range = self.range(block, buf.len())?;
         self.clock
-            .apply(&mut self.blocks.borrow_mut()[range], buf, BLOCK);
+            .apply(&mut self.blocks.borrow_mut()[range], buf, BLOCK_SIZE);
         self.count(|s| {
             s.write_requests += 1;
-            s.blocks_written += (buf.len() / BLOCK) as u64;
+            s.blocks_written += (buf.len() / BLOCK_SIZE) as u64;
         });
         Ok(())
     }
@@ -206,7 +206,7 @@ impl MemMemory {
     /// and data; see [`super::registry::Geometry`]).
     pub fn for_slots(slots: usize, clock: CrashClock) -> MemMemory {
         let entries = super::registry::HEADER_LEN + slots * super::registry::ENTRY_LEN;
-        MemMemory::new(entries.next_multiple_of(4096) + slots * BLOCK, clock)
+        MemMemory::new(entries.next_multiple_of(4096) + slots * BLOCK_SIZE, clock)
     }
 
     /// Memory that holds what a previous boot left.

@@ -7,13 +7,13 @@ use super::*;
 
 /// Memory for `slots` slots (plus registry and alignment).
 pub(super) fn memory_for(slots: usize, clock: &CrashClock) -> MemMemory {
-    let len = (registry::HEADER_LEN + slots * 32).next_multiple_of(4096) + slots * BLOCK;
+    let len = (registry::HEADER_LEN + slots * 32).next_multiple_of(4096) + slots * BLOCK_SIZE;
     MemMemory::new(len, clock.clone())
 }
 
 /// A block whose every byte says which block and which version it is.
 pub(super) fn pattern(block: u64, version: u32) -> Block {
-    let mut data = [0u8; BLOCK];
+    let mut data = [0u8; BLOCK_SIZE];
     for (i, byte) in data.iter_mut().enumerate() {
         *byte = (block as u32)
             .wrapping_mul(31)
@@ -35,11 +35,11 @@ fn open<'d, E: EvictionPolicy, R: ReadAhead, F: BlockFilter>(
     block_on(BlockCache::open(memory, disk, mode)).expect("open")
 }
 
-fn read<M: CacheMemory, D: BlockDev, E: EvictionPolicy, R: ReadAhead, F: BlockFilter>(
+fn read<M: CacheMemory, D: Disk, E: EvictionPolicy, R: ReadAhead, F: BlockFilter>(
     cache: &mut BlockCache<M, D, E, R, F>,
     block: u64,
 ) -> Block {
-    let mut out = [0u8; BLOCK];
+    let mut out = [0u8; BLOCK_SIZE];
     block_on(cache.read(block, &mut out)).expect("read");
     out
 }
@@ -55,7 +55,7 @@ fn cold_memory_is_formatted_and_round_trips() {
     assert_eq!(read(&mut cache, 3), pattern(3, 1));
     assert_eq!(cache.stats().hits, 1);
     // Rio: acknowledged in the cache, not yet on the disk.
-    assert_eq!(disk.raw(3), [0; BLOCK]);
+    assert_eq!(disk.raw(3), [0; BLOCK_SIZE]);
     assert_eq!(cache.dirty_blocks(), 1);
     assert_eq!(block_on(cache.flush()), Ok(1));
     assert_eq!(disk.raw(3), pattern(3, 1));
@@ -182,7 +182,7 @@ fn a_registry_for_another_disk_is_not_trusted() {
     let other = MemDisk::new(128, clock.clone());
     let (mut cache, recovery): (Cache, _) = open(memory, &other, Durability::Rio);
     assert_eq!(recovery.start, Start::Formatted(FormatReason::OtherCache));
-    assert_eq!(read(&mut cache, 1), [0; BLOCK]);
+    assert_eq!(read(&mut cache, 1), [0; BLOCK_SIZE]);
 }
 
 /// Reads blocks in `order` through a 256-slot cache and returns its stats.
@@ -300,7 +300,7 @@ fn a_batch_of_writes_is_one_ack_and_one_flush() {
     );
     assert_eq!(
         read(&mut cache, 1),
-        [0; BLOCK],
+        [0; BLOCK_SIZE],
         "nothing of a refused batch"
     );
 }
@@ -317,20 +317,20 @@ fn flush_range_and_discard_touch_only_their_blocks() {
     assert_eq!(disk.raw(2), pattern(2, 1));
     assert_eq!(
         disk.raw(4),
-        [0; BLOCK],
+        [0; BLOCK_SIZE],
         "outside the range: still only cached"
     );
     assert_eq!(disk.stats().flushes, 1);
     // Blocks 4..8 become garbage: dropped, dirty as they are.
     assert_eq!(cache.discard(4..8), 4);
     assert_eq!(cache.dirty_blocks(), 2);
-    assert_eq!(read(&mut cache, 5), [0; BLOCK], "the disk's version");
+    assert_eq!(read(&mut cache, 5), [0; BLOCK_SIZE], "the disk's version");
     // A crash now must not bring them back either.
     let memory = MemMemory::from_bytes(cache.memory().bytes().to_vec(), clock.clone());
     drop(cache);
     let (mut cache, recovery): (Cache, _) = open(memory, &disk, Durability::Rio);
     assert_eq!(recovery.written_back, 2, "blocks 0 and 1 only");
-    assert_eq!(disk.raw(6), [0; BLOCK]);
+    assert_eq!(disk.raw(6), [0; BLOCK_SIZE]);
     assert_eq!(read(&mut cache, 1), pattern(1, 1));
 }
 
@@ -343,7 +343,7 @@ fn create_formats_whatever_the_memory_holds() {
     let memory = MemMemory::from_bytes(cache.memory().bytes().to_vec(), clock.clone());
     let mut fresh: Cache = BlockCache::create(memory, &disk, Durability::Rio).unwrap();
     assert_eq!(fresh.dirty_blocks(), 0);
-    assert_eq!(read(&mut fresh, 1), [0; BLOCK]);
+    assert_eq!(read(&mut fresh, 1), [0; BLOCK_SIZE]);
 }
 
 /// Proposes the next block on every hit (a policy that keeps ahead of a
@@ -380,7 +380,7 @@ fn read_ahead_proposed_on_a_hit_is_fetched_and_its_failure_is_no_error() {
     assert_eq!(stats.prefetched, 10);
     // Past the end of the disk, or with the disk failing: the hit is served.
     let _ = read(&mut cache, 63);
-    assert_eq!(read(&mut cache, 63), [0; BLOCK]);
+    assert_eq!(read(&mut cache, 63), [0; BLOCK_SIZE]);
     assert!(!cache.contains(11));
     disk.set_failing(true);
     let _ = read(&mut cache, 10);

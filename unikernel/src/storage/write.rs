@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::cache::{BlockCache, CacheError, Durability, Slot};
-use super::device::{BLOCK, Block, BlockDev, CacheMemory};
+use super::device::{BLOCK_SIZE, Block, CacheMemory, Disk};
 use super::eviction::EvictionPolicy;
 use super::filter::BlockFilter;
 use super::readahead::ReadAhead;
@@ -15,7 +15,7 @@ use super::registry::{ENTRY_LEN, Entry, FREE, SlotState, checksum, encode_entry}
 impl<M, D, E, R, F> BlockCache<M, D, E, R, F>
 where
     M: CacheMemory,
-    D: BlockDev,
+    D: Disk,
     E: EvictionPolicy,
     R: ReadAhead,
     F: BlockFilter,
@@ -116,16 +116,16 @@ where
     /// first).
     pub async fn write_bytes(&mut self, offset: u64, data: &[u8]) -> Result<(), CacheError> {
         let mut done = 0;
-        let mut block = [0u8; BLOCK];
+        let mut block = [0u8; BLOCK_SIZE];
         while done < data.len() {
             let at = offset + done as u64;
-            let within = (at % BLOCK as u64) as usize;
-            let n = (BLOCK - within).min(data.len() - done);
-            if n < BLOCK {
-                self.read(at / BLOCK as u64, &mut block).await?;
+            let within = (at % BLOCK_SIZE as u64) as usize;
+            let n = (BLOCK_SIZE - within).min(data.len() - done);
+            if n < BLOCK_SIZE {
+                self.read(at / BLOCK_SIZE as u64, &mut block).await?;
             }
             block[within..within + n].copy_from_slice(&data[done..done + n]);
-            self.write(at / BLOCK as u64, &block).await?;
+            self.write(at / BLOCK_SIZE as u64, &block).await?;
             done += n;
         }
         Ok(())

@@ -1,18 +1,16 @@
 //! Packet filter for the `net.rx` event point: `graft_main(len) -> verdict`
-//! with the Ethernet frame as context; verdict 0 passes, 1 drops. The guard
+//! with the Ethernet frame as context; it passes or drops (the verdicts
+//! are the SDK's [`graft_sdk::points::net_rx`] constants). The guard
 //! runs the handler only for IPv4/TCP; the handler drops segments to
 //! [`BLOCKED_PORT`] and counts them in host counter 0.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 #![forbid(unsafe_code)]
 
+use graft_sdk::points::net_rx::{DROP, PASS};
 use graft_sdk::{context_read, counter_add};
 
 /// The TCP destination port this filter blocks.
 pub const BLOCKED_PORT: u16 = 8081;
-
-/// Pass / drop verdicts of the `net.rx` point.
-pub const PASS: i32 = 0;
-pub const DROP: i32 = 1;
 
 /// Offset of the TCP header in an IPv4 frame with header length `ihl` words.
 fn tcp_offset(frame: &[u8; 34]) -> Option<usize> {
@@ -61,7 +59,8 @@ graft_sdk::graft_main!(filter: fn(len: i32) -> i32);
 mod tests {
     #[test]
     fn only_the_blocked_port_is_dropped() {
-        assert_eq!(super::verdict_for(8081), super::DROP);
-        assert_eq!(super::verdict_for(80), super::PASS);
+        use graft_sdk::points::net_rx::{DROP, PASS};
+        assert_eq!(super::verdict_for(8081), DROP);
+        assert_eq!(super::verdict_for(80), PASS);
     }
 }

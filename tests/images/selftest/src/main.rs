@@ -17,6 +17,7 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use unikernel::cmdline::{flags, setting};
 use unikernel::println;
 use unikernel::task::{self, Builder};
 use unikernel::time::Duration;
@@ -28,10 +29,19 @@ const UNMAPPED: u64 = 0x10_0000_0000;
 
 async fn main() -> i32 {
     let cmdline = unikernel::cmdline();
-    let mode = cmdline
-        .split_ascii_whitespace()
-        .find(|a| !a.contains('=') || a.starts_with("exit=") || a.starts_with("sleep="));
-    match mode.unwrap_or("ok") {
+    if let Some(ms) = setting(cmdline, "sleep") {
+        let ms = ms.parse().unwrap_or(1000);
+        task::sleep(Duration::from_millis(ms)).await;
+        println!("selftest: slept {ms} ms");
+        return 0;
+    }
+    if let Some(status) = setting(cmdline, "exit") {
+        return status.parse().unwrap_or_else(|_| {
+            println!("selftest: bad exit={status}");
+            2
+        });
+    }
+    match flags(cmdline).next().unwrap_or("ok") {
         "panic" => panic!("selftest: deliberate panic"),
         "pagefault" => {
             println!("selftest: writing to {UNMAPPED:#x}");
@@ -61,19 +71,10 @@ async fn main() -> i32 {
             }
             0
         }
-        other if other.starts_with("sleep=") => {
-            let ms = other["sleep=".len()..].parse().unwrap_or(1000);
-            task::sleep(Duration::from_millis(ms)).await;
-            println!("selftest: slept {ms} ms");
-            0
+        other => {
+            println!("selftest: unknown mode {other:?}");
+            2
         }
-        other => match other.strip_prefix("exit=").and_then(|n| n.parse().ok()) {
-            Some(status) => status,
-            None => {
-                println!("selftest: unknown mode {other:?}");
-                2
-            }
-        },
     }
 }
 

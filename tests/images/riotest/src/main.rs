@@ -25,17 +25,12 @@ async fn main() -> i32 {
     };
     let counter = u64::from_le_bytes(region.bytes()[..8].try_into().unwrap_or([0; 8]));
     let cmdline = unikernel::cmdline();
-    let arg = |name: &str| {
-        cmdline
-            .split_ascii_whitespace()
-            .find_map(|a| a.strip_prefix(name))
-    };
     println!(
         "riotest: counter {counter} boots {} warm {}",
         rio::boot_count(),
         rio::warm_reboots()
     );
-    if cmdline.contains("wild") {
+    if unikernel::cmdline::flag(cmdline, "wild") {
         if rio::warm_reboots() > 0 {
             return 0;
         }
@@ -44,11 +39,12 @@ async fn main() -> i32 {
         println!("riotest: the wild write did not fault");
         return 1;
     }
-    if cmdline.contains("disk") {
+    if unikernel::cmdline::flag(cmdline, "disk") {
         return disk().await;
     }
     region.write(0, &(counter + 1).to_le_bytes());
-    if let Some(limit) = arg("crash=").and_then(|n| n.parse::<u64>().ok())
+    if let Some(limit) =
+        unikernel::cmdline::setting(cmdline, "crash").and_then(|n| n.parse::<u64>().ok())
         && rio::warm_reboots() < limit
     {
         panic!("riotest: deliberate crash after counter {}", counter + 1);

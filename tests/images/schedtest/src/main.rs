@@ -40,9 +40,7 @@ async fn main() -> i32 {
     use unikernel::task::{Builder, sleep};
     use unikernel::time::Duration;
 
-    let rounds = unikernel::cmdline()
-        .split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix("rounds="))
+    let rounds = unikernel::cmdline::setting(unikernel::cmdline(), "rounds")
         .map_or(Some(400), |n| n.parse::<u32>().ok());
     let Some(rounds) = rounds else {
         println!("schedtest: bad rounds= value");
