@@ -12,6 +12,7 @@ pub mod images;
 pub mod keys;
 pub mod qemu;
 pub mod setup;
+pub mod symbolize;
 
 use std::path::PathBuf;
 

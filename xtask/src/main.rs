@@ -55,6 +55,9 @@ enum Cmd {
         /// http, echo and kv, unless -p forwards guest port 7070 already).
         #[arg(long)]
         no_control: bool,
+        /// Write the image's network traffic to FILE (pcap; QEMU's filter-dump).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Run every test: host unit tests and the integration tests that boot images.
     Test,
@@ -133,6 +136,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             publish,
             disk,
             no_control,
+            pcap,
         } => {
             setup::tools(&["qemu-system-x86_64"])?;
             let elf = build(&image, release)?;
@@ -159,6 +163,13 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             qemu.forwards.extend(control.forward);
             qemu.disk = disk;
             qemu.gdb = gdb;
+            if let Some(pcap) = &pcap {
+                if qemu.forwards.is_empty() {
+                    bail!("--pcap needs a network device: forward a port with -p HOST:GUEST");
+                }
+                eprintln!("run: writing network traffic to {}", pcap.display());
+            }
+            qemu.pcap = pcap;
             if gdb {
                 eprintln!(
                     "run: waiting for gdb: gdb {} -ex 'target remote :1234'",
@@ -171,10 +182,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             if let Some(note) = control.note {
                 eprintln!("{note}");
             }
-            let status = qemu
-                .command()?
-                .status()
-                .context("cannot start qemu-system-x86_64")?;
+            let status = xtask::qemu::run_symbolized(&qemu)?;
             let outcome = Outcome::from_qemu(status.code());
             if let Some(text) = outcome.explain() {
                 eprintln!("run: {text}");

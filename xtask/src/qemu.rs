@@ -131,6 +131,10 @@ pub struct Qemu {
     /// Exit on guest reset (off for images that warm-reboot).
     pub no_reboot: bool,
     pub gdb: bool,
+    /// The gdb stub's TCP port on 127.0.0.1 (with `gdb`; QEMU's `-s` is 1234).
+    pub gdb_port: u16,
+    /// Write the network traffic to this pcap file (QEMU's `filter-dump`).
+    pub pcap: Option<PathBuf>,
 }
 
 impl Qemu {
@@ -144,6 +148,8 @@ impl Qemu {
             disk: None,
             no_reboot: true,
             gdb: false,
+            gdb_port: 1234,
+            pcap: None,
         }
     }
 
@@ -180,6 +186,12 @@ impl Qemu {
                 .collect();
             qemu.args(["-netdev", &format!("user,id=net0{forwards}")]);
             qemu.args(["-device", "virtio-net-device,netdev=net0"]);
+            if let Some(pcap) = &self.pcap {
+                qemu.args([
+                    "-object",
+                    &format!("filter-dump,id=dump0,netdev=net0,file={}", pcap.display()),
+                ]);
+            }
         }
         if let Some(disk) = &self.disk {
             qemu.args([
@@ -192,7 +204,7 @@ impl Qemu {
             qemu.args(["-device", "virtio-blk-device,drive=disk0"]);
         }
         if self.gdb {
-            qemu.args(["-s", "-S"]);
+            qemu.args(["-gdb", &format!("tcp:127.0.0.1:{}", self.gdb_port), "-S"]);
         }
         qemu.arg("-kernel").arg(&self.elf);
         if !self.append.is_empty() {
@@ -201,4 +213,34 @@ impl Qemu {
         qemu.stdin(Stdio::null());
         Ok(qemu)
     }
+}
+
+/// Runs `qemu` with its console on this terminal, symbolizing the kernel's
+/// backtrace lines against the ELF as they pass (see [`crate::symbolize`]).
+pub fn run_symbolized(qemu: &Qemu) -> anyhow::Result<std::process::ExitStatus> {
+    use std::io::Read;
+    let symbolizer = crate::symbolize::Symbolizer::new(&qemu.elf)
+        .map_err(|e| eprintln!("run: backtraces will not be symbolized: {e:#}"))
+        .ok();
+    let mut child = qemu
+        .command()?
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start qemu-system-x86_64: {e}"))?;
+    let mut console = child.stdout.take().expect("piped stdout");
+    let mut echo = crate::symbolize::Echo::new(std::io::stdout().lock(), symbolizer);
+    let mut buffer = [0u8; 4096];
+    loop {
+        match console.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                if echo.feed(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    Ok(child.wait()?)
 }

@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 use core::task::{Context, Poll};
 
 use virtio_drivers::device::net::VirtIONetRaw;
-use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::SomeTransport;
 use virtio_drivers::transport::{DeviceType, Transport};
 
 use super::irq::IrqLine;
@@ -107,7 +107,7 @@ pub struct DeviceStats {
 }
 
 /// A virtio-net device with its buffers and interrupt line.
-pub struct NetDevice<T: Transport = MmioTransport<'static>> {
+pub struct NetDevice<T: Transport = SomeTransport<'static>> {
     // First field: dropped (queues detached) before the buffers below.
     raw: VirtIONetRaw<KernelHal, T, QUEUE_SIZE>,
     /// Receive buffers the device owns, by token.
