@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use xtask::qemu::{Accel, Outcome, Qemu};
+use xtask::qemu::{Accel, Machine, Outcome, Qemu};
 use xtask::{images, setup};
 
 #[derive(Parser)]
@@ -55,6 +55,9 @@ enum Cmd {
         /// http, echo and kv, unless -p forwards guest port 7070 already).
         #[arg(long)]
         no_control: bool,
+        /// The QEMU machine: microvm (virtio-mmio) or q35 (virtio-pci).
+        #[arg(long, value_enum, default_value = "microvm")]
+        machine: Machine,
         /// Write the image's network traffic to FILE (pcap; QEMU's filter-dump).
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
@@ -136,6 +139,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             publish,
             disk,
             no_control,
+            machine,
             pcap,
         } => {
             setup::tools(&["qemu-system-x86_64"])?;
@@ -163,6 +167,8 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             qemu.forwards.extend(control.forward);
             qemu.disk = disk;
             qemu.gdb = gdb;
+            qemu.machine = machine;
+            eprintln!("run: machine {}", machine.name());
             if let Some(pcap) = &pcap {
                 if qemu.forwards.is_empty() {
                     bail!("--pcap needs a network device: forward a port with -p HOST:GUEST");

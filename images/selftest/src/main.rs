@@ -55,8 +55,11 @@ async fn main() -> i32 {
         "devices" => {
             for device in unikernel::virtio::discover() {
                 println!(
-                    "selftest: virtio {:?} at {:#x} GSI {}",
-                    device.kind, device.address, device.gsi
+                    "selftest: virtio {:?} on {} at {:#x} GSI {}",
+                    device.kind,
+                    device.transport_name(),
+                    device.address,
+                    device.gsi
                 );
             }
             0
