@@ -87,7 +87,7 @@ impl TcpStream {
         self.timeout = timeout;
     }
 
-    fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         self.timeout.map(|t| task::current_time().saturating_add(t))
     }
 
@@ -113,7 +113,7 @@ impl TcpStream {
             .map_err(|_| ReadError::TimedOut)?
     }
 
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ReadError>> {
+    pub(super) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ReadError>> {
         let mut core = self.core.borrow_mut();
         let socket = core.sockets.get_mut::<tcp::Socket>(self.handle);
         if socket.can_recv() {
@@ -146,7 +146,7 @@ impl TcpStream {
             .map_err(|_| WriteError::TimedOut)?
     }
 
-    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, WriteError>> {
+    pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, WriteError>> {
         if self.shut {
             return Poll::Ready(Err(WriteError::Closed));
         }
@@ -175,6 +175,11 @@ impl TcpStream {
 
     /// Waits until the peer has acknowledged everything written.
     pub async fn flush(&mut self) -> Result<(), WriteError> {
+        self.wait_acknowledged().await
+    }
+
+    /// [`TcpStream::flush`] through a shared reference (for a split stream).
+    pub(super) async fn wait_acknowledged(&self) -> Result<(), WriteError> {
         let handle = self.handle;
         let core = &self.core;
         let result = deadline(
