@@ -17,18 +17,52 @@ use core::future::poll_fn;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 
 use super::TcpStream;
-use crate::error::{ReadError, WriteError};
+use crate::error::{AcceptError, BindError, ConnectError, ReadError, WriteError};
 use crate::time::deadline;
 
-/// A read or write on a [`TcpStream`] failed.
+/// A read or write on a [`TcpStream`] failed, or (through the `edge-nal`
+/// traits) opening, binding or accepting one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoError {
     /// The peer reset the connection or stopped answering.
     Reset,
-    /// Nothing could be read or written within the stream's time-out.
+    /// Nothing could be read, written, connected or accepted within the
+    /// time-out.
     TimedOut,
     /// This side already shut the connection down for writing.
     Closed,
+    /// The peer refused the connection.
+    Refused,
+    /// No route to the address, an IPv6 address, or no address yet.
+    Unaddressable,
+    /// Port 0, or a port already bound.
+    InvalidPort,
+}
+
+impl From<ConnectError> for IoError {
+    fn from(error: ConnectError) -> IoError {
+        match error {
+            ConnectError::Refused => IoError::Refused,
+            ConnectError::TimedOut => IoError::TimedOut,
+            ConnectError::Unaddressable => IoError::Unaddressable,
+        }
+    }
+}
+
+impl From<AcceptError> for IoError {
+    fn from(error: AcceptError) -> IoError {
+        match error {
+            AcceptError::TimedOut => IoError::TimedOut,
+        }
+    }
+}
+
+impl From<BindError> for IoError {
+    fn from(error: BindError) -> IoError {
+        match error {
+            BindError::InvalidPort => IoError::InvalidPort,
+        }
+    }
 }
 
 impl From<ReadError> for IoError {
@@ -56,6 +90,9 @@ impl core::fmt::Display for IoError {
             IoError::Reset => "connection reset",
             IoError::TimedOut => "timed out",
             IoError::Closed => "connection shut down for writing",
+            IoError::Refused => "connection refused",
+            IoError::Unaddressable => "address unreachable or unsupported",
+            IoError::InvalidPort => "port 0 or already bound",
         })
     }
 }
@@ -68,6 +105,9 @@ impl embedded_io_async::Error for IoError {
             IoError::Reset => ErrorKind::ConnectionReset,
             IoError::TimedOut => ErrorKind::TimedOut,
             IoError::Closed => ErrorKind::BrokenPipe,
+            IoError::Refused => ErrorKind::ConnectionRefused,
+            IoError::Unaddressable => ErrorKind::AddrNotAvailable,
+            IoError::InvalidPort => ErrorKind::InvalidInput,
         }
     }
 }
@@ -93,10 +133,10 @@ impl Write for TcpStream {
 }
 
 /// The reading direction of a split [`TcpStream`].
-pub struct ReadHalf<'a>(&'a TcpStream);
+pub struct ReadHalf<'a>(pub(super) &'a TcpStream);
 
 /// The writing direction of a split [`TcpStream`].
-pub struct WriteHalf<'a>(&'a TcpStream);
+pub struct WriteHalf<'a>(pub(super) &'a TcpStream);
 
 impl TcpStream {
     /// Both directions at once, each usable from its own future.
@@ -155,5 +195,13 @@ mod tests {
         assert_eq!(IoError::from(WriteError::Reset).kind(), ErrorKind::ConnectionReset);
         assert_eq!(IoError::from(WriteError::TimedOut).kind(), ErrorKind::TimedOut);
         assert_eq!(IoError::from(WriteError::Closed).kind(), ErrorKind::BrokenPipe);
+        assert_eq!(IoError::from(ConnectError::Refused).kind(), ErrorKind::ConnectionRefused);
+        assert_eq!(IoError::from(ConnectError::TimedOut).kind(), ErrorKind::TimedOut);
+        assert_eq!(
+            IoError::from(ConnectError::Unaddressable).kind(),
+            ErrorKind::AddrNotAvailable
+        );
+        assert_eq!(IoError::from(AcceptError::TimedOut).kind(), ErrorKind::TimedOut);
+        assert_eq!(IoError::from(BindError::InvalidPort).kind(), ErrorKind::InvalidInput);
     }
 }

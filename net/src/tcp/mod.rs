@@ -6,8 +6,9 @@
 //! frame (so a burst of SYNs finds listening sockets, up to the stack's
 //! socket limit) and queues the connection for [`TcpListener::accept`].
 //!
-//! A stream implements the ecosystem's `embedded-io-async` traits (see
-//! `io`), so third-party `no_std` crates can use it.
+//! Streams implement the ecosystem's `embedded-io-async` traits (see
+//! `io`), and the stack and listeners `edge-nal`'s connect, bind and
+//! accept (see `nal`), so third-party `no_std` crates can use them.
 //!
 //! A [`TcpStream`] dropped by its owner is closed gracefully (FIN after the
 //! data already written) and reaped by the runner when the close completes
@@ -15,6 +16,7 @@
 
 mod io;
 mod listener;
+mod nal;
 mod stream;
 
 pub use io::{IoError, ReadHalf, WriteHalf};

@@ -181,13 +181,14 @@ impl TcpStream {
     /// [`TcpStream::flush`] through a shared reference (for a split stream).
     pub(super) async fn wait_acknowledged(&self) -> Result<(), WriteError> {
         let handle = self.handle;
+        let shut = self.shut;
         let core = &self.core;
         let result = deadline(
             self.deadline(),
             poll_fn(|cx| {
                 let mut core = core.borrow_mut();
                 let socket = core.sockets.get_mut::<tcp::Socket>(handle);
-                if socket.send_queue() == 0 {
+                if socket.send_queue() == 0 || (shut && socket.state() == State::Closed) {
                     Poll::Ready(Ok(()))
                 } else if socket.state() == State::Closed {
                     Poll::Ready(Err(WriteError::Reset))
@@ -207,6 +208,26 @@ impl TcpStream {
         self.shut = true;
         let mut core = self.core.borrow_mut();
         core.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        core.kick();
+    }
+
+    /// Waits until something can be read, or the stream has ended.
+    pub(super) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut core = self.core.borrow_mut();
+        let socket = core.sockets.get_mut::<tcp::Socket>(self.handle);
+        if socket.can_recv() || !socket.may_recv() {
+            return Poll::Ready(());
+        }
+        socket.register_recv_waker(cx.waker());
+        Poll::Pending
+    }
+
+    /// [`TcpStream::abort`] for a stream still borrowed: later reads end,
+    /// writes fail.
+    pub(super) fn abort_in_place(&mut self) {
+        self.shut = true;
+        let mut core = self.core.borrow_mut();
+        core.sockets.get_mut::<tcp::Socket>(self.handle).abort();
         core.kick();
     }
 
