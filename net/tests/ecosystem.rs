@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 use edge_nal::{Close, TcpAccept, TcpBind, TcpConnect, TcpShutdown, TcpSplit};
 use embedded_io_async::{Error as _, ErrorKind, Read, Write};
 use net::testing::{Wire, run};
-use net::{Config, Ipv4Addr, Ipv4Config, IoError, PassAll, Stack};
+use net::{Config, IoError, Ipv4Addr, Ipv4Config, PassAll, Stack};
 use unikernel::task;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -44,9 +44,17 @@ async fn shouting_server<N: TcpBind>(stack: &N, port: u16, clients: usize) {
             let mut buf = [0u8; 64];
             let n = read.read(&mut buf).await.map_err(|e| e.kind()).unwrap();
             buf[..n].make_ascii_uppercase();
-            write.write_all(&buf[..n]).await.map_err(|e| e.kind()).unwrap();
+            write
+                .write_all(&buf[..n])
+                .await
+                .map_err(|e| e.kind())
+                .unwrap();
         }
-        socket.close(Close::Write).await.map_err(|e| e.kind()).unwrap();
+        socket
+            .close(Close::Write)
+            .await
+            .map_err(|e| e.kind())
+            .unwrap();
     }
 }
 
@@ -84,10 +92,7 @@ fn edge_nal_errors_map_to_embedded_io_kinds() {
     let (refused, ipv6, port0) = run(async {
         let (_a, b) = pair();
         let refused = b.connect(SocketAddr::from((A, 9))).await.err();
-        let ipv6 = b
-            .connect("[::1]:80".parse().unwrap())
-            .await
-            .err();
+        let ipv6 = b.connect("[::1]:80".parse().unwrap()).await.err();
         let port0 = b.bind(SocketAddr::from((B, 0))).await.err();
         (refused, ipv6, port0)
     });

@@ -51,7 +51,9 @@ fn a_panic_prints_a_symbolized_backtrace_with_the_function_and_its_caller() {
     assert!(at(&leaf) < at(&caller), "{}", run.output);
     // The chain goes on down to the executor and the boot path.
     assert!(
-        frames.iter().any(|f| f.starts_with("unikernel::arch::kernel_entry")),
+        frames
+            .iter()
+            .any(|f| f.starts_with("unikernel::arch::kernel_entry")),
         "{}",
         run.output
     );
@@ -72,7 +74,9 @@ fn a_cpu_exception_prints_a_symbolized_backtrace_from_the_faulting_instruction()
         .collect();
     let frames = frames(&run.output);
     assert!(
-        first.iter().any(|f| f.contains("fault_injection::write_to")),
+        first
+            .iter()
+            .any(|f| f.contains("fault_injection::write_to")),
         "frame #0 is not the faulting write:\n{}",
         run.output
     );
@@ -114,9 +118,21 @@ fn pcap_holds_the_http_exchange() {
         packets.push(packet.expect("a well-formed record").data.into_owned());
     }
     let _ = std::fs::remove_file(&pcap);
-    let holds = |text: &[u8]| packets.iter().any(|p| p.windows(text.len()).any(|w| w == text));
-    assert!(holds(b"GET /hello.txt HTTP/1.1"), "no request in {} packets", packets.len());
-    assert!(holds(b"HTTP/1.1 200"), "no response in {} packets", packets.len());
+    let holds = |text: &[u8]| {
+        packets
+            .iter()
+            .any(|p| p.windows(text.len()).any(|w| w == text))
+    };
+    assert!(
+        holds(b"GET /hello.txt HTTP/1.1"),
+        "no request in {} packets",
+        packets.len()
+    );
+    assert!(
+        holds(b"HTTP/1.1 200"),
+        "no response in {} packets",
+        packets.len()
+    );
 }
 
 #[test]
@@ -147,8 +163,8 @@ fn gdb_breaks_at_main_and_sees_the_image_exit() {
     let status = vm.wait().unwrap();
     let mut printed = String::new();
     let _ = console.read_to_string(&mut printed);
-    let said = String::from_utf8_lossy(&gdb.stdout).into_owned()
-        + &String::from_utf8_lossy(&gdb.stderr);
+    let said =
+        String::from_utf8_lossy(&gdb.stdout).into_owned() + &String::from_utf8_lossy(&gdb.stderr);
     assert!(
         said.contains("Breakpoint 1, hello::main")
             && said.contains(&format!("images/hello/src/main.rs:{line}")),
@@ -159,6 +175,10 @@ fn gdb_breaks_at_main_and_sees_the_image_exit() {
         said.contains("Remote connection closed") || said.contains("exited"),
         "gdb did not see the image end:\n{said}"
     );
-    assert_eq!(Outcome::from_qemu(status.code()), Outcome::Exited(0), "{printed}");
+    assert_eq!(
+        Outcome::from_qemu(status.code()),
+        Outcome::Exited(0),
+        "{printed}"
+    );
     assert!(printed.contains("Hello from Rootstock!"), "{printed}");
 }

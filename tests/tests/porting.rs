@@ -27,7 +27,14 @@ fn curl(guest: &Guest, args: &[&str], path: &str) -> (u16, String) {
 fn post(guest: &Guest, path: &str, body: &str) -> (u16, String) {
     curl(
         guest,
-        &["-X", "POST", "-H", "Content-Type: application/json", "--data", body],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            body,
+        ],
         path,
     )
 }

@@ -24,10 +24,7 @@ pub fn parse_frame(line: &str) -> Option<(usize, u64)> {
     let rest = &line[line.find(MARKER)? + MARKER.len()..];
     let (number, rest) = rest.split_once(' ')?;
     let address = rest.trim().strip_prefix("0x")?;
-    Some((
-        number.parse().ok()?,
-        u64::from_str_radix(address, 16).ok()?,
-    ))
+    Some((number.parse().ok()?, u64::from_str_radix(address, 16).ok()?))
 }
 
 /// The DWARF of one image.
@@ -37,9 +34,8 @@ pub struct Symbolizer {
 
 impl Symbolizer {
     pub fn new(elf: &Path) -> anyhow::Result<Symbolizer> {
-        let loader = addr2line::Loader::new(elf).map_err(|e| {
-            anyhow::anyhow!("cannot read debug info of {}: {e}", elf.display())
-        })?;
+        let loader = addr2line::Loader::new(elf)
+            .map_err(|e| anyhow::anyhow!("cannot read debug info of {}: {e}", elf.display()))?;
         Ok(Symbolizer { loader })
     }
 
@@ -63,7 +59,13 @@ impl Symbolizer {
                     .unwrap_or_else(|| "??".into());
                 let place = frame
                     .location
-                    .map(|l| format!("{}:{}", short_path(l.file.unwrap_or("??")), l.line.unwrap_or(0)))
+                    .map(|l| {
+                        format!(
+                            "{}:{}",
+                            short_path(l.file.unwrap_or("??")),
+                            l.line.unwrap_or(0)
+                        )
+                    })
                     .unwrap_or_else(|| "??".into());
                 out.push(format!("{function} ({place})"));
             }
@@ -188,7 +190,10 @@ mod tests {
 
     #[test]
     fn rustc_hashes_are_dropped() {
-        assert_eq!(strip_hash("selftest::main::h0123456789abcdef"), "selftest::main");
+        assert_eq!(
+            strip_hash("selftest::main::h0123456789abcdef"),
+            "selftest::main"
+        );
         assert_eq!(strip_hash("a::hello"), "a::hello");
     }
 }

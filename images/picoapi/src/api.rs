@@ -97,7 +97,11 @@ fn router() -> picoserve::Router<impl picoserve::routing::PathRouter> {
             ),
         )
         .route(
-            ("/sum", parse_path_segment::<i64>(), parse_path_segment::<i64>()),
+            (
+                "/sum",
+                parse_path_segment::<i64>(),
+                parse_path_segment::<i64>(),
+            ),
             get(async |(a, b): (i64, i64)| {
                 Json(Sum {
                     sum: a.saturating_add(b),

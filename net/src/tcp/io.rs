@@ -190,18 +190,45 @@ mod tests {
 
     #[test]
     fn errors_keep_their_meaning_and_map_to_embedded_io_kinds() {
-        assert_eq!(IoError::from(ReadError::Reset).kind(), ErrorKind::ConnectionReset);
-        assert_eq!(IoError::from(ReadError::TimedOut).kind(), ErrorKind::TimedOut);
-        assert_eq!(IoError::from(WriteError::Reset).kind(), ErrorKind::ConnectionReset);
-        assert_eq!(IoError::from(WriteError::TimedOut).kind(), ErrorKind::TimedOut);
-        assert_eq!(IoError::from(WriteError::Closed).kind(), ErrorKind::BrokenPipe);
-        assert_eq!(IoError::from(ConnectError::Refused).kind(), ErrorKind::ConnectionRefused);
-        assert_eq!(IoError::from(ConnectError::TimedOut).kind(), ErrorKind::TimedOut);
+        assert_eq!(
+            IoError::from(ReadError::Reset).kind(),
+            ErrorKind::ConnectionReset
+        );
+        assert_eq!(
+            IoError::from(ReadError::TimedOut).kind(),
+            ErrorKind::TimedOut
+        );
+        assert_eq!(
+            IoError::from(WriteError::Reset).kind(),
+            ErrorKind::ConnectionReset
+        );
+        assert_eq!(
+            IoError::from(WriteError::TimedOut).kind(),
+            ErrorKind::TimedOut
+        );
+        assert_eq!(
+            IoError::from(WriteError::Closed).kind(),
+            ErrorKind::BrokenPipe
+        );
+        assert_eq!(
+            IoError::from(ConnectError::Refused).kind(),
+            ErrorKind::ConnectionRefused
+        );
+        assert_eq!(
+            IoError::from(ConnectError::TimedOut).kind(),
+            ErrorKind::TimedOut
+        );
         assert_eq!(
             IoError::from(ConnectError::Unaddressable).kind(),
             ErrorKind::AddrNotAvailable
         );
-        assert_eq!(IoError::from(AcceptError::TimedOut).kind(), ErrorKind::TimedOut);
-        assert_eq!(IoError::from(BindError::InvalidPort).kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            IoError::from(AcceptError::TimedOut).kind(),
+            ErrorKind::TimedOut
+        );
+        assert_eq!(
+            IoError::from(BindError::InvalidPort).kind(),
+            ErrorKind::InvalidInput
+        );
     }
 }

@@ -46,7 +46,11 @@ impl TcpBind for Stack {
     /// Listens on `local`'s port (on the stack's address, whatever
     /// `local`'s IPv4 address says).
     async fn bind(&self, local: SocketAddr) -> Result<TcpListener, IoError> {
-        Ok(TcpListener::bind(self, v4(local)?.port(), TcpOptions::default())?)
+        Ok(TcpListener::bind(
+            self,
+            v4(local)?.port(),
+            TcpOptions::default(),
+        )?)
     }
 }
 

@@ -113,7 +113,11 @@ impl TcpStream {
             .map_err(|_| ReadError::TimedOut)?
     }
 
-    pub(super) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ReadError>> {
+    pub(super) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, ReadError>> {
         let mut core = self.core.borrow_mut();
         let socket = core.sockets.get_mut::<tcp::Socket>(self.handle);
         if socket.can_recv() {
@@ -146,7 +150,11 @@ impl TcpStream {
             .map_err(|_| WriteError::TimedOut)?
     }
 
-    pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, WriteError>> {
+    pub(super) fn poll_write(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<Result<usize, WriteError>> {
         if self.shut {
             return Poll::Ready(Err(WriteError::Closed));
         }

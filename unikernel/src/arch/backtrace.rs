@@ -49,7 +49,7 @@ pub fn walk(first: Option<u64>, mut rbp: u64, mut each: impl FnMut(usize, u64)) 
     }
     while n < MAX_FRAMES {
         let in_stack = rbp >= stack_bottom && rbp.saturating_add(16) <= stack_top;
-        if !in_stack || rbp % 8 != 0 {
+        if !in_stack || !rbp.is_multiple_of(8) {
             break;
         }
         // SAFETY: `rbp..rbp + 16` lies inside the boot stack (checked just

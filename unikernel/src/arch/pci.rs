@@ -131,7 +131,10 @@ fn assign_bars(
         lowest = Some(lowest.map_or(address, |l| l.min(address)));
     }
     let (_, command) = root.get_status_command(function);
-    root.set_command(function, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
+    root.set_command(
+        function,
+        command | Command::MEMORY_SPACE | Command::BUS_MASTER,
+    );
     lowest
 }
 

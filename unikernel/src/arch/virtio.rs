@@ -143,12 +143,16 @@ pub fn discover() -> alloc::vec::Vec<VirtioDevice> {
             .collect();
     }
     let reassign = cmdline.split_ascii_whitespace().any(|a| a == "pci=assign");
-    devices.extend(super::pci::discover(reassign).into_iter().map(|d| VirtioDevice {
-        kind: d.kind,
-        transport: d.transport.into(),
-        gsi: d.gsi,
-        address: d.address,
-    }));
+    devices.extend(
+        super::pci::discover(reassign)
+            .into_iter()
+            .map(|d| VirtioDevice {
+                kind: d.kind,
+                transport: d.transport.into(),
+                gsi: d.gsi,
+                address: d.address,
+            }),
+    );
     for device in &devices {
         log::debug!(target: "virtio", "{:?} on {} at {:#x}, GSI {}",
             device.kind, device.transport_name(), device.address, device.gsi);
