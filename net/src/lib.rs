@@ -59,7 +59,7 @@ pub use icmp::ping;
 pub use nic::Nic;
 pub use policy::{DropPorts, NoPing, PassAll, RxPolicy, Verdict};
 pub use stack::{NetStats, Stack};
-pub use tcp::{TcpListener, TcpOptions, TcpStream};
+pub use tcp::{IoError, ReadHalf, TcpListener, TcpOptions, TcpStream, WriteHalf};
 pub use time::{TimedOut, timeout};
 pub use udp::{UdpOptions, UdpSocket};
 

@@ -126,6 +126,12 @@ pub fn run(qemu: &Qemu) -> Run {
         let _ = stderr.read_to_string(&mut errors);
     }
     let mut output = reader.join().unwrap_or_default();
+    if output.contains(xtask::symbolize::MARKER) {
+        match xtask::symbolize::Symbolizer::new(&qemu.elf) {
+            Ok(symbolizer) => output = symbolizer.annotate(&output),
+            Err(e) => output.push_str(&format!("\n[not symbolized: {e:#}]\n")),
+        }
+    }
     if !errors.is_empty() {
         output.push_str("\n[qemu stderr]\n");
         output.push_str(&errors);

@@ -1,5 +1,6 @@
-//! Kernel panics: a message naming file and line, then exit with
-//! [`crate::ExitCode::KernelPanic`]. A fault during the report itself (a
+//! Kernel panics: a message naming file and line, the call chain as return
+//! addresses (see [`crate::arch::backtrace`]; the host tools symbolize it),
+//! then exit with [`crate::ExitCode::KernelPanic`]. A fault during the report itself (a
 //! panic while panicking, an exception in the exception handler) skips
 //! straight to the exit instead of recursing.
 
@@ -46,5 +47,13 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         );
     }
     let _ = writeln!(Emergency, ": {}", info.message());
+    let rbp = crate::arch::backtrace::current_frame();
+    crate::arch::backtrace::walk(None, rbp, |n, address| {
+        let _ = writeln!(
+            Emergency,
+            "[rootstock ERROR] {}{n} {address:#018x}",
+            crate::arch::backtrace::MARKER
+        );
+    });
     crate::arch::crash(crate::ExitCode::KernelPanic)
 }

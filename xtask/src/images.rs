@@ -5,7 +5,10 @@
 //! Every build passes `ROOTSTOCK_GRAFT_KEYS` (the public keys the image
 //! accepts grafts from; the kernel reads it with `option_env!`, so cargo
 //! rebuilds when it changes): the development key from [`crate::keys`],
-//! followed by any keys the user set in that variable. Every build also
+//! followed by any keys the user set in that variable. A deployment build
+//! sets `ROOTSTOCK_GRAFT_DEV_KEY=off`: the image then trusts only the keys
+//! in `ROOTSTOCK_GRAFT_KEYS`, and refuses grafts signed with the
+//! development key ([`build_trusting`] does the same from code). Every build also
 //! passes `ROOTSTOCK_GRAFTS_DIR`, the directory of the compiled grafts, for
 //! images that embed them (`graftbench`); those grafts are compiled first.
 
@@ -104,6 +107,10 @@ pub fn control_port(image: &str) -> Option<u16> {
 /// user's keys (or none: it then refuses every graft, and still builds).
 /// For anyone building images with their own cargo command.
 pub fn trusted_keys() -> Option<String> {
+    let user = std::env::var(KEYS_ENV).ok();
+    if std::env::var(DEV_KEY_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
+        return merge_keys(None, user.as_deref());
+    }
     let dev = match crate::keys::public_hex() {
         Ok(hex) => Some(hex),
         Err(error) => {
@@ -114,7 +121,28 @@ pub fn trusted_keys() -> Option<String> {
             None
         }
     };
-    merge_keys(dev.as_deref(), std::env::var(KEYS_ENV).ok().as_deref())
+    merge_keys(dev.as_deref(), user.as_deref())
+}
+
+/// `off` in this variable leaves the development key out of an image's
+/// trusted keys (a deployment build).
+pub const DEV_KEY_ENV: &str = "ROOTSTOCK_GRAFT_DEV_KEY";
+
+/// Builds `names` into `target_dir` trusting exactly `keys` (hex public
+/// keys, comma-separated) and not the development key: what a deployment
+/// build with `ROOTSTOCK_GRAFT_DEV_KEY=off` produces.
+pub fn build_trusting(
+    names: &[String],
+    target_dir: &std::path::Path,
+    keys: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    build_inner(
+        names,
+        false,
+        Some(target_dir),
+        &[],
+        merge_keys(None, Some(keys)),
+    )
 }
 
 /// `dev` first, then the user's list (without repeating `dev`).
@@ -156,6 +184,16 @@ pub fn build_with_features(
     target_dir: Option<&std::path::Path>,
     features: &[&str],
 ) -> anyhow::Result<Vec<PathBuf>> {
+    build_inner(names, release, target_dir, features, trusted_keys())
+}
+
+fn build_inner(
+    names: &[String],
+    release: bool,
+    target_dir: Option<&std::path::Path>,
+    features: &[&str],
+    keys: Option<String>,
+) -> anyhow::Result<Vec<PathBuf>> {
     let known = all()?;
     for name in names {
         if !known.contains(name) {
@@ -194,9 +232,9 @@ pub fn build_with_features(
     if !features.is_empty() {
         cargo.args(["--features", &features.join(",")]);
     }
-    if let Some(keys) = trusted_keys() {
-        cargo.env(KEYS_ENV, keys);
-    }
+    // Always set (empty: trust nothing), so a variable in the caller's
+    // environment cannot add keys the build did not choose.
+    cargo.env(KEYS_ENV, keys.unwrap_or_default());
     let status = cargo.status().context("cannot run cargo")?;
     if !status.success() {
         bail!(

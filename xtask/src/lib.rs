@@ -13,6 +13,7 @@ pub mod keys;
 pub mod qemu;
 pub mod setup;
 pub mod tapnet;
+pub mod symbolize;
 
 use std::path::PathBuf;
 

@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use xtask::qemu::{Accel, Outcome, Qemu};
+use xtask::qemu::{Accel, Machine, Outcome, Qemu};
 use xtask::{images, setup};
 
 #[derive(Parser)]
@@ -60,6 +60,12 @@ enum Cmd {
         /// its own, ports relayed from 127.0.0.1 (root; bursts of connections).
         #[arg(long, value_enum, default_value = "user")]
         net: NetKind,
+        /// The QEMU machine: microvm (virtio-mmio) or q35 (virtio-pci).
+        #[arg(long, value_enum, default_value = "microvm")]
+        machine: Machine,
+        /// Write the image's network traffic to FILE (pcap; QEMU's filter-dump).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Run every test: host unit tests and the integration tests that boot images.
     Test,
@@ -142,6 +148,8 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             disk,
             no_control,
             net,
+            machine,
+            pcap,
         } => {
             setup::tools(&["qemu-system-x86_64"])?;
             let elf = build(&image, release)?;
@@ -168,6 +176,15 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             qemu.forwards.extend(control.forward);
             qemu.disk = disk;
             qemu.gdb = gdb;
+            qemu.machine = machine;
+            eprintln!("run: machine {}", machine.name());
+            if let Some(pcap) = &pcap {
+                if qemu.forwards.is_empty() {
+                    bail!("--pcap needs a network device: forward a port with -p HOST:GUEST");
+                }
+                eprintln!("run: writing network traffic to {}", pcap.display());
+            }
+            qemu.pcap = pcap;
             if gdb {
                 eprintln!(
                     "run: waiting for gdb: gdb {} -ex 'target remote :1234'",
@@ -197,9 +214,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                 );
                 tap = Some(tapnet);
             }
-            let status = command
-                .status()
-                .context("cannot start qemu-system-x86_64")?;
+            let status = xtask::qemu::run_symbolized(command, &qemu.elf)?;
             drop(tap);
             let outcome = Outcome::from_qemu(status.code());
             if let Some(text) = outcome.explain() {

@@ -1,7 +1,9 @@
 //! Launching images under QEMU, one configuration for `run`, the tests and
-//! the benchmarks: `-M microvm,acpi=off` (PVH boot; virtio-mmio devices
-//! announced on the kernel command line), COM1 on stdio, `isa-debug-exit`
-//! for the exit status.
+//! the benchmarks: `-M microvm,acpi=off` by default (PVH boot; virtio-mmio
+//! devices announced on the kernel command line) or `-M q35` (SeaBIOS's
+//! PVH path; modern virtio-pci devices), COM1 on stdio, `isa-debug-exit`
+//! for the exit status. `run` symbolizes the kernel's backtraces as they
+//! pass; `--pcap` adds a `filter-dump` on the network device.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,6 +35,43 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             _ => "tcg",
+        }
+    }
+}
+
+/// Which QEMU machine to boot on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machine {
+    /// `-M microvm,acpi=off`: no firmware, no PCI, virtio-mmio devices
+    /// announced on the kernel command line.
+    #[default]
+    Microvm,
+    /// `-M q35`: SeaBIOS boots the PVH ELF; virtio-pci devices (modern
+    /// transport only) on PCI bus 0.
+    Q35,
+}
+
+impl Machine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    fn qemu_machine(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm,acpi=off",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// The QEMU device for a virtio device of `kind` (`net` or `blk`).
+    fn virtio_device(self, kind: &str) -> String {
+        match self {
+            Machine::Microvm => format!("virtio-{kind}-device"),
+            // No option ROM: iPXE would only slow SeaBIOS down.
+            Machine::Q35 => format!("virtio-{kind}-pci,disable-legacy=on,romfile="),
         }
     }
 }
@@ -122,6 +161,7 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct Qemu {
     pub elf: PathBuf,
+    pub machine: Machine,
     pub accel: Accel,
     pub memory: String,
     pub append: String,
@@ -141,6 +181,10 @@ pub struct Qemu {
     /// The network on this tap device instead of the user network
     /// (`forwards` are then the caller's: see `crate::tapnet`).
     pub tap: Option<String>,
+    /// The gdb stub's TCP port on 127.0.0.1 (with `gdb`; QEMU's `-s` is 1234).
+    pub gdb_port: u16,
+    /// Write the network traffic to this pcap file (QEMU's `filter-dump`).
+    pub pcap: Option<PathBuf>,
 }
 
 /// QEMU 7.2 trace events for what costs a VM exit under KVM: queue
@@ -163,6 +207,7 @@ impl Qemu {
     pub fn new(elf: impl Into<PathBuf>) -> Qemu {
         Qemu {
             elf: elf.into(),
+            machine: Machine::default(),
             accel: Accel::Tcg,
             memory: "32M".into(),
             append: String::new(),
@@ -174,6 +219,8 @@ impl Qemu {
             qmp: None,
             trace: None,
             tap: None,
+            gdb_port: 1234,
+            pcap: None,
         }
     }
 
@@ -188,7 +235,7 @@ impl Qemu {
         let mut qemu = Command::new("qemu-system-x86_64");
         qemu.args([
             "-M",
-            "microvm,acpi=off",
+            self.machine.qemu_machine(),
             "-nodefaults",
             "-no-user-config",
             "-nographic",
@@ -215,7 +262,16 @@ impl Qemu {
                 .map(|(host, guest)| format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"))
                 .collect();
             qemu.args(["-netdev", &format!("user,id=net0{forwards}")]);
-            qemu.args(["-device", "virtio-net-device,netdev=net0"]);
+            qemu.args([
+                "-device",
+                &format!("{},netdev=net0", self.machine.virtio_device("net")),
+            ]);
+            if let Some(pcap) = &self.pcap {
+                qemu.args([
+                    "-object",
+                    &format!("filter-dump,id=dump0,netdev=net0,file={}", pcap.display()),
+                ]);
+            }
         }
         if let Some(disk) = &self.disk {
             qemu.args([
@@ -225,10 +281,13 @@ impl Qemu {
                     disk.display()
                 ),
             ]);
-            qemu.args(["-device", "virtio-blk-device,drive=disk0"]);
+            qemu.args([
+                "-device",
+                &format!("{},drive=disk0", self.machine.virtio_device("blk")),
+            ]);
         }
         if self.gdb {
-            qemu.args(["-s", "-S"]);
+            qemu.args(["-gdb", &format!("tcp:127.0.0.1:{}", self.gdb_port), "-S"]);
         }
         if self.icount {
             qemu.args(["-icount", "shift=0"]);
@@ -250,4 +309,36 @@ impl Qemu {
         qemu.stdin(Stdio::null());
         Ok(qemu)
     }
+}
+
+/// Runs `qemu` with its console on this terminal, symbolizing the kernel's
+/// backtrace lines against the ELF as they pass (see [`crate::symbolize`]).
+pub fn run_symbolized(
+    mut command: Command,
+    elf: &std::path::Path,
+) -> anyhow::Result<std::process::ExitStatus> {
+    use std::io::Read;
+    let symbolizer = crate::symbolize::Symbolizer::new(elf)
+        .map_err(|e| eprintln!("run: backtraces will not be symbolized: {e:#}"))
+        .ok();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start qemu-system-x86_64: {e}"))?;
+    let mut console = child.stdout.take().expect("piped stdout");
+    let mut echo = crate::symbolize::Echo::new(std::io::stdout().lock(), symbolizer);
+    let mut buffer = [0u8; 4096];
+    loop {
+        match console.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                if echo.feed(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    Ok(child.wait()?)
 }

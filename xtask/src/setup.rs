@@ -9,12 +9,13 @@ use anyhow::{Context, bail};
 pub const TARGETS: [&str; 2] = ["x86_64-unknown-none", "wasm32-unknown-unknown"];
 
 /// Tools the subcommands need, with the Debian package that provides each.
-pub const TOOLS: [(&str, &str); 5] = [
+pub const TOOLS: [(&str, &str); 6] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("curl", "curl"),
     ("wrk", "wrk"),
     ("redis-cli", "redis-tools"),
     ("strip", "binutils"),
+    ("gdb", "gdb"),
 ];
 
 fn have(tool: &str) -> bool {

@@ -6,13 +6,20 @@
 //! frame (so a burst of SYNs finds listening sockets, up to the stack's
 //! socket limit) and queues the connection for [`TcpListener::accept`].
 //!
+//! Streams implement the ecosystem's `embedded-io-async` traits (see
+//! `io`), and the stack and listeners `edge-nal`'s connect, bind and
+//! accept (see `nal`), so third-party `no_std` crates can use them.
+//!
 //! A [`TcpStream`] dropped by its owner is closed gracefully (FIN after the
 //! data already written) and reaped by the runner when the close completes
 //! or after a grace period.
 
+mod io;
 mod listener;
+mod nal;
 mod stream;
 
+pub use io::{IoError, ReadHalf, WriteHalf};
 pub use listener::TcpListener;
 pub(crate) use listener::{Listener, sweep_listeners};
 pub use stream::TcpStream;

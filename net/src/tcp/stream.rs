@@ -87,7 +87,7 @@ impl TcpStream {
         self.timeout = timeout;
     }
 
-    fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         self.timeout.map(|t| task::current_time().saturating_add(t))
     }
 
@@ -113,7 +113,11 @@ impl TcpStream {
             .map_err(|_| ReadError::TimedOut)?
     }
 
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ReadError>> {
+    pub(super) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, ReadError>> {
         let mut core = self.core.borrow_mut();
         let socket = core.sockets.get_mut::<tcp::Socket>(self.handle);
         if socket.can_recv() {
@@ -146,7 +150,11 @@ impl TcpStream {
             .map_err(|_| WriteError::TimedOut)?
     }
 
-    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, WriteError>> {
+    pub(super) fn poll_write(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<Result<usize, WriteError>> {
         if self.shut {
             return Poll::Ready(Err(WriteError::Closed));
         }
@@ -175,14 +183,20 @@ impl TcpStream {
 
     /// Waits until the peer has acknowledged everything written.
     pub async fn flush(&mut self) -> Result<(), WriteError> {
+        self.wait_acknowledged().await
+    }
+
+    /// [`TcpStream::flush`] through a shared reference (for a split stream).
+    pub(super) async fn wait_acknowledged(&self) -> Result<(), WriteError> {
         let handle = self.handle;
+        let shut = self.shut;
         let core = &self.core;
         let result = deadline(
             self.deadline(),
             poll_fn(|cx| {
                 let mut core = core.borrow_mut();
                 let socket = core.sockets.get_mut::<tcp::Socket>(handle);
-                if socket.send_queue() == 0 {
+                if socket.send_queue() == 0 || (shut && socket.state() == State::Closed) {
                     Poll::Ready(Ok(()))
                 } else if socket.state() == State::Closed {
                     Poll::Ready(Err(WriteError::Reset))
@@ -202,6 +216,26 @@ impl TcpStream {
         self.shut = true;
         let mut core = self.core.borrow_mut();
         core.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        core.kick();
+    }
+
+    /// Waits until something can be read, or the stream has ended.
+    pub(super) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut core = self.core.borrow_mut();
+        let socket = core.sockets.get_mut::<tcp::Socket>(self.handle);
+        if socket.can_recv() || !socket.may_recv() {
+            return Poll::Ready(());
+        }
+        socket.register_recv_waker(cx.waker());
+        Poll::Pending
+    }
+
+    /// [`TcpStream::abort`] for a stream still borrowed: later reads end,
+    /// writes fail.
+    pub(super) fn abort_in_place(&mut self) {
+        self.shut = true;
+        let mut core = self.core.borrow_mut();
+        core.sockets.get_mut::<tcp::Socket>(self.handle).abort();
         core.kick();
     }
 

@@ -1,6 +1,7 @@
 //! Reporting CPU exceptions: in a unikernel every exception is a kernel bug,
-//! so the report is the last thing the image does before it exits with
-//! [`crate::ExitCode::CpuException`].
+//! so the report (vector, error code, faulting address, registers and the
+//! call chain from the faulting instruction) is the last thing the image
+//! does before it exits with [`crate::ExitCode::CpuException`].
 
 use super::interrupts::TrapFrame;
 
@@ -85,5 +86,8 @@ pub fn report(frame: &TrapFrame, cr2: u64) -> ! {
         frame.r9, frame.r10, frame.r11, frame.r12);
     log::error!(target: "cpu", "r13 {:#018x}  r14 {:#018x}  r15 {:#018x}",
         frame.r13, frame.r14, frame.r15);
+    super::backtrace::walk(Some(frame.rip), frame.rbp, |n, address| {
+        log::error!(target: "cpu", "{}{n} {address:#018x}", super::backtrace::MARKER);
+    });
     super::crash(crate::ExitCode::CpuException)
 }

@@ -3,6 +3,7 @@
 //! the machine, then hands the image's `main` to the executor.
 
 pub mod apic;
+pub mod backtrace;
 pub mod boot;
 pub mod cpu_local;
 pub mod exit;
@@ -15,6 +16,7 @@ pub mod interrupts;
 pub mod ioapic;
 pub mod irq;
 pub mod paging;
+pub mod pci;
 pub mod rio;
 pub mod serial;
 pub mod start_info;

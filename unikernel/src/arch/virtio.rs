@@ -1,5 +1,10 @@
-//! virtio on microvm: discovering virtio-mmio devices and the DMA glue
+//! virtio devices on both transports, and the DMA glue
 //! (`virtio_drivers::Hal`) that the device drivers are built on.
+//!
+//! A driver asks for a device by kind ([`take`]) and gets a
+//! [`SomeTransport`]: virtio-mmio (microvm) or virtio-pci (q35, pc; see
+//! [`super::pci`]), with the GSI its interrupt arrives on. The drivers never
+//! learn which one it is.
 //!
 //! microvm places virtio-mmio slots at 0xfeb0_0000 + n × 0x200 and tells a
 //! Linux guest where each device and its interrupt are through the command
@@ -13,7 +18,7 @@
 use core::ptr::NonNull;
 
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
 use crate::memory::{FRAME_SIZE, FRAMES};
@@ -70,10 +75,21 @@ unsafe impl Hal for KernelHal {
 /// A virtio device found on the machine.
 pub struct VirtioDevice {
     pub kind: DeviceType,
-    pub transport: MmioTransport<'static>,
+    pub transport: SomeTransport<'static>,
     /// The GSI its interrupt arrives on.
     pub gsi: u32,
+    /// Its registers: the slot (mmio) or the lowest memory BAR (pci).
     pub address: u64,
+}
+
+impl VirtioDevice {
+    /// `"mmio"` or `"pci"`.
+    pub fn transport_name(&self) -> &'static str {
+        match self.transport {
+            SomeTransport::Mmio(_) => "mmio",
+            _ => "pci",
+        }
+    }
 }
 
 fn probe(address: u64, size: u64, gsi: u32) -> Option<VirtioDevice> {
@@ -86,7 +102,7 @@ fn probe(address: u64, size: u64, gsi: u32) -> Option<VirtioDevice> {
     let kind = transport.device_type();
     Some(VirtioDevice {
         kind,
-        transport,
+        transport: transport.into(),
         gsi,
         address,
     })
@@ -108,21 +124,38 @@ pub fn take(kind: DeviceType) -> Option<VirtioDevice> {
     wanted
 }
 
-/// Every virtio device present, each probed once.
+/// Every virtio device present, each probed once: the virtio-mmio devices
+/// the command line names (or, on a machine without PCI, those a scan of
+/// microvm's slots finds), then the virtio-pci devices on bus 0
+/// (`pci=assign` on the command line places every BAR here instead of
+/// keeping the firmware's addresses).
 pub fn discover() -> alloc::vec::Vec<VirtioDevice> {
     let cmdline = super::cmdline();
+    let pci = super::pci::present();
     let mut devices: alloc::vec::Vec<VirtioDevice> = crate::cmdline::virtio_mmio_devices(cmdline)
         .filter_map(|d| probe(d.address, d.size, d.gsi))
         .collect();
-    if devices.is_empty() && !cmdline.contains("virtio_mmio.device=") {
+    if devices.is_empty() && !pci && !cmdline.contains("virtio_mmio.device=") {
         log::debug!(target: "virtio", "no virtio_mmio.device= on the command line: scanning \
             (interrupt lines are guessed; run microvm with acpi=off, as cargo xtask does)");
         devices = (0..MMIO_SLOTS)
             .filter_map(|n| probe(MMIO_BASE + n * MMIO_SLOT, MMIO_SLOT, FIRST_GSI + n as u32))
             .collect();
     }
+    let reassign = cmdline.split_ascii_whitespace().any(|a| a == "pci=assign");
+    devices.extend(
+        super::pci::discover(reassign)
+            .into_iter()
+            .map(|d| VirtioDevice {
+                kind: d.kind,
+                transport: d.transport.into(),
+                gsi: d.gsi,
+                address: d.address,
+            }),
+    );
     for device in &devices {
-        log::debug!(target: "virtio", "{:?} at {:#x}, GSI {}", device.kind, device.address, device.gsi);
+        log::debug!(target: "virtio", "{:?} on {} at {:#x}, GSI {}",
+            device.kind, device.transport_name(), device.address, device.gsi);
     }
     devices
 }

@@ -13,7 +13,7 @@ use core::cell::RefCell;
 
 use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE, VirtIOBlk};
 use virtio_drivers::transport::DeviceType;
-use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::SomeTransport;
 
 use super::irq::IrqLine;
 use super::virtio::{KernelHal, take};
@@ -43,7 +43,7 @@ enum Direction {
 }
 
 struct Inner {
-    device: VirtIOBlk<KernelHal, MmioTransport<'static>>,
+    device: VirtIOBlk<KernelHal, SomeTransport<'static>>,
     request: Box<BlkReq>,
     response: Box<BlkResp>,
     buffer: Box<[u8]>,

@@ -29,7 +29,7 @@ use alloc::vec::Vec;
 use core::task::{Context, Poll};
 
 use virtio_drivers::device::net::VirtIONetRaw;
-use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::SomeTransport;
 use virtio_drivers::transport::{DeviceType, Transport};
 
 use super::irq::IrqLine;
@@ -112,7 +112,7 @@ pub struct DeviceStats {
 }
 
 /// A virtio-net device with its buffers and interrupt line.
-pub struct NetDevice<T: Transport = MmioTransport<'static>> {
+pub struct NetDevice<T: Transport = SomeTransport<'static>> {
     // First field: dropped (queues detached) before the buffers below.
     raw: VirtIONetRaw<KernelHal, Deferred<T>, QUEUE_SIZE>,
     kicker: Kicker<T>,

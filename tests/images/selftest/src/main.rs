@@ -42,7 +42,7 @@ async fn main() -> i32 {
         });
     }
     match flags(cmdline).next().unwrap_or("ok") {
-        "panic" => panic!("selftest: deliberate panic"),
+        "panic" => panicking_caller(cmdline.len()),
         "pagefault" => {
             println!("selftest: writing to {UNMAPPED:#x}");
             unikernel::fault_injection::write_to(UNMAPPED);
@@ -65,8 +65,11 @@ async fn main() -> i32 {
         "devices" => {
             for device in unikernel::virtio::discover() {
                 println!(
-                    "selftest: virtio {:?} at {:#x} GSI {}",
-                    device.kind, device.address, device.gsi
+                    "selftest: virtio {:?} on {} at {:#x} GSI {}",
+                    device.kind,
+                    device.transport_name(),
+                    device.address,
+                    device.gsi
                 );
             }
             0
@@ -76,6 +79,23 @@ async fn main() -> i32 {
             2
         }
     }
+}
+
+/// Calls [`panicking_leaf`]: the backtrace test expects both frames.
+#[inline(never)]
+fn panicking_caller(seed: usize) -> i32 {
+    let status = panicking_leaf(seed);
+    // Work after the call keeps it from becoming a tail call.
+    core::hint::black_box(status) + 1
+}
+
+/// Panics on purpose (the `panic` mode).
+#[inline(never)]
+fn panicking_leaf(seed: usize) -> i32 {
+    if core::hint::black_box(seed) != usize::MAX {
+        panic!("selftest: deliberate panic");
+    }
+    0
 }
 
 /// Uses stack without bound (the optimiser cannot turn it into a loop:
