@@ -11,7 +11,9 @@
 //!   the stack sees it (pass, drop or answer directly). It is a policy in
 //!   the Rootstock sense: a trait with a compiled-in default ([`PassAll`]),
 //!   chosen per image as a type parameter, and the place where a packet
-//!   filter graft will attach.
+//!   filter graft will attach. Traffic for the image's control port is
+//!   classified first ([`management`]) and never shown to the policy, so
+//!   no policy or graft can cut the operator off.
 //! - [`Stack`] ([`stack`]): one smoltcp interface (IPv4, ARP, ICMP echo,
 //!   TCP, UDP, static or DHCP configuration from [`Config`]) and its runner
 //!   task, which sleeps until the device interrupts, a socket has something
@@ -34,6 +36,7 @@ extern crate alloc;
 pub mod config;
 pub mod error;
 pub mod icmp;
+pub mod management;
 pub mod nic;
 pub mod policy;
 mod port;

@@ -32,6 +32,7 @@ extern crate alloc;
 
 pub mod app;
 pub mod bench;
+pub mod confirm;
 pub mod host;
 mod json;
 pub mod points;

@@ -100,7 +100,9 @@ pub async fn run() -> i32 {
         println!("kv: bad command line: {cmdline}");
         return 2;
     };
-    let control = match graft_host::serve::control_port(cmdline) {
+    let (control, limits) = match graft_host::serve::control_port(cmdline)
+        .and_then(|port| Ok((port, graft_host::serve::Limits::from_cmdline(cmdline)?)))
+    {
         Ok(control) => control,
         Err(error) => {
             println!("kv: {error}");
@@ -213,7 +215,7 @@ pub async fn run() -> i32 {
         }
     };
     if let Some(control) = control
-        && let Err(error) = graft_host::serve::spawn_tcp(&grafts, &stack, control)
+        && let Err(error) = graft_host::serve::spawn_tcp(&grafts, &stack, control, limits)
     {
         println!("kv: cannot listen for graft control on port {control}: {error:?}");
         return 3;
