@@ -184,25 +184,31 @@ fn an_idle_flood_of_control_connections_is_bounded_and_timed_out() {
     let before = sockets(web);
     let opened = Instant::now();
     // Each connection says nothing and waits for the image to close it.
-    let flood: Vec<_> = (0..40)
-        .map(|_| {
-            let mut stream = TcpStream::connect(guest.addr_of(CONTROL)).expect("host side");
-            std::thread::spawn(move || {
-                let start = Instant::now();
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(90)));
-                let mut text = Vec::new();
-                let _ = stream.read_to_end(&mut text);
-                (String::from_utf8_lossy(&text).into_owned(), start.elapsed())
+    let control_addr = guest.addr_of(CONTROL);
+    let opener = std::thread::spawn(move || {
+        (0..40)
+            .map(|_| {
+                let mut stream = TcpStream::connect(control_addr).expect("host side");
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(90)));
+                    let mut text = Vec::new();
+                    let _ = stream.read_to_end(&mut text);
+                    (String::from_utf8_lossy(&text).into_owned(), start.elapsed())
+                })
             })
-        })
-        .collect();
-    // The web keeps serving while the flood holds on, and the flood holds
-    // only a few sockets.
+            .collect::<Vec<_>>()
+    });
+    // The web keeps serving while the flood comes in and holds on, and
+    // the flood holds only a few sockets.
     let mut most = 0;
-    while opened.elapsed() < Duration::from_secs(6) {
+    let mut samples = 0;
+    while !opener.is_finished() || opened.elapsed() < Duration::from_secs(6) {
         assert!(get_ok(web, Duration::from_secs(30)), "{}", guest.console());
         most = most.max(sockets(web));
+        samples += 1;
     }
+    let flood = opener.join().unwrap();
     assert!(
         most <= before + 3 + 8,
         "the flood holds {most} sockets (before: {before})\n{}",
@@ -219,7 +225,7 @@ fn an_idle_flood_of_control_connections_is_bounded_and_timed_out() {
             // Closed by the idle time-out (4 s on the guest's clock, which
             // TCG lets drift by some per cent), not before it.
             assert!(
-                open_for >= Duration::from_secs(3) && open_for < Duration::from_secs(60),
+                open_for >= Duration::from_secs(3) && open_for < Duration::from_secs(20),
                 "an idle session was closed after {open_for:?}"
             );
             admitted += 1;
