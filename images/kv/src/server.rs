@@ -44,7 +44,6 @@ use unikernel::time::Duration;
 use crate::command::Fault;
 use crate::db::{Action, Db};
 use crate::disk::{Disk, RamDisk};
-use crate::exclusive::Exclusive;
 use crate::log::LogError;
 use crate::resp::{self, Reply};
 
@@ -65,7 +64,30 @@ const RAM_DISK_BLOCKS: usize = 8192;
 /// Largest partial request a connection may buffer, bytes.
 const MAX_QUERY: usize = 4 << 20;
 
-type Shared = Exclusive<Db<Cache>>;
+/// The database, which connections take turns with, in arrival order:
+/// each holds it across the awaits of a batch (an eviction may wait for
+/// the disk).
+struct Shared {
+    turn: unikernel::sync::AsyncLock,
+    db: core::cell::RefCell<Db<Cache>>,
+}
+
+impl Shared {
+    fn new(db: Db<Cache>) -> Shared {
+        Shared {
+            turn: unikernel::sync::AsyncLock::new(),
+            db: core::cell::RefCell::new(db),
+        }
+    }
+
+    /// Runs `f` on the database once it is this task's turn.
+    #[allow(clippy::await_holding_refcell_ref)] // The turn serialises it.
+    async fn with<R>(&self, f: impl AsyncFnOnce(&mut Db<Cache>) -> R) -> R {
+        let _turn = self.turn.lock().await;
+        let mut db = self.db.borrow_mut();
+        f(&mut db).await
+    }
+}
 fn setting<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline
         .split_ascii_whitespace()
@@ -222,7 +244,7 @@ pub async fn run() -> i32 {
     }
     let mut db = db;
     db.set_info(boot, storage_info);
-    let shared = Rc::new(Exclusive::new(db));
+    let shared = Rc::new(Shared::new(db));
     if flush_every > 0 {
         task::spawn(flusher(shared.clone(), Duration::from_secs(flush_every)));
     }
