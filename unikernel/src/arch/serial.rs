@@ -23,7 +23,7 @@ fn open() -> Uart16550<PioBackend> {
 }
 
 /// Initialises COM1.
-pub fn init() {
+pub(crate) fn init() {
     let uart = open();
     x86_64::instructions::interrupts::without_interrupts(|| *PORT.lock() = Some(uart));
 }
