@@ -232,7 +232,7 @@ fn an_idle_flood_of_control_connections_is_bounded_and_timed_out() {
         }
     }
     eprintln!(
-        "flood: {admitted} admitted, {refused} refused, at most {most} sockets (before: {before})"
+        "flood: {admitted} admitted, {refused} refused, at most {most} sockets in {samples} samples (before: {before})"
     );
     assert!(
         admitted >= 3 && refused >= 20,
