@@ -23,6 +23,10 @@ pub struct Config {
     /// Seeds TCP initial sequence numbers and ephemeral ports; should differ
     /// between boots.
     pub random_seed: u64,
+    /// The image's control port: TCP to it (and ARP) reaches the stack
+    /// before the receive policy is asked ([`crate::management`]).
+    /// `None`: every frame goes through the policy.
+    pub management_port: Option<u16>,
 }
 
 /// QEMU's user network (`-netdev user`): the guest is 10.0.2.15/24 and the
@@ -38,6 +42,7 @@ impl Default for Config {
         Config {
             ipv4: QEMU_USER,
             random_seed: 0x5eed_f00d_2007,
+            management_port: None,
         }
     }
 }

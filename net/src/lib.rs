@@ -19,7 +19,9 @@
 //!   the Rootstock sense: a trait with a compiled-in default ([`PassAll`]),
 //!   chosen per image as a type parameter. A grafted image wraps its policy
 //!   in `graft_host::rx::GraftRx`, which runs the `net.rx` graft point's
-//!   handlers first (the `http` image does).
+//!   handlers first (the `http` image does). Traffic for the image's
+//!   control port is classified before any policy ([`management`]) and
+//!   never shown to it, so no policy or graft can cut the operator off.
 //! - [`Stack`] ([`stack`]): one smoltcp interface (IPv4, ARP, ICMP echo,
 //!   TCP, UDP, static or DHCP configuration from [`Config`]) and its runner
 //!   task, which sleeps until the device interrupts, a socket has something
@@ -42,6 +44,7 @@ extern crate alloc;
 pub mod config;
 pub mod error;
 pub mod icmp;
+pub mod management;
 pub mod nic;
 pub mod policy;
 mod port;

@@ -17,6 +17,7 @@ use smoltcp::wire::{
     EthernetRepr,
 };
 
+use crate::management::is_management;
 use crate::nic::{MAX_FRAME, Nic};
 use crate::policy::{RxPolicy, Verdict};
 
@@ -29,6 +30,8 @@ pub struct PortStats {
     pub rx_dropped: u64,
     /// Answered directly by the receive policy.
     pub rx_answered: u64,
+    /// Management traffic, handed to the stack without asking the policy.
+    pub rx_management: u64,
     /// Frames smoltcp produced when the device had no room (lost; TCP
     /// retransmits).
     pub tx_lost: u64,
@@ -37,14 +40,17 @@ pub struct PortStats {
 pub(crate) struct Port<N: Nic, P: RxPolicy> {
     nic: RefCell<N>,
     policy: P,
+    /// The control port whose traffic bypasses the policy.
+    management: Option<u16>,
     stats: RefCell<PortStats>,
 }
 
 impl<N: Nic, P: RxPolicy> Port<N, P> {
-    pub fn new(nic: N, policy: P) -> Self {
+    pub fn new(nic: N, policy: P, management: Option<u16>) -> Self {
         Port {
             nic: RefCell::new(nic),
             policy,
+            management,
             stats: RefCell::default(),
         }
     }
@@ -118,7 +124,18 @@ impl<N: Nic, P: RxPolicy> Device for Port<N, P> {
         }
         loop {
             let frame = nic.receive()?;
-            match self.policy.on_receive(frame.as_ref()) {
+            let management = self
+                .management
+                .is_some_and(|port| is_management(frame.as_ref(), port));
+            if management {
+                stats.rx_management += 1;
+            }
+            let verdict = if management {
+                Verdict::Pass
+            } else {
+                self.policy.on_receive(frame.as_ref())
+            };
+            match verdict {
                 Verdict::Pass => {
                     stats.rx_frames += 1;
                     break Some((

@@ -227,7 +227,7 @@ impl Stack {
     /// state of its own, such as a graft host).
     pub fn start_with<N: Nic + 'static, P: RxPolicy>(nic: N, config: Config, policy: P) -> Stack {
         let mac = nic.mac();
-        let mut port = Port::new(nic, policy);
+        let mut port = Port::new(nic, policy, config.management_port);
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         iface_config.random_seed = config.random_seed;
         let now = task::current_time();

@@ -58,9 +58,9 @@ pub fn open<P: RxPolicy>(config: Config) -> Result<Stack, OpenError> {
 /// [`open`] with a receive policy the caller built.
 pub fn open_with<P: RxPolicy>(mut config: Config, policy: P) -> Result<Stack, OpenError> {
     let device = NetDevice::open()?;
-    unikernel::arch::boot::phases::phase("virtio-net");
+    unikernel::arch::phases::phase("virtio-net");
     config.random_seed ^= unikernel::arch::cycles_since_entry();
     let stack = Stack::start_with(device, config, policy);
-    unikernel::arch::boot::phases::phase("network up");
+    unikernel::arch::phases::phase("network up");
     Ok(stack)
 }

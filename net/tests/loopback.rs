@@ -24,6 +24,7 @@ fn config(address: Ipv4Addr) -> Config {
             gateway: None,
         },
         random_seed: u64::from(address.octets()[3]),
+        ..Config::default()
     }
 }
 
@@ -388,4 +389,45 @@ fn the_policy_can_answer_directly() {
         sent_by_a.iter().any(|f| f == CANNED),
         "A sent no canned reply: {sent_by_a:?}"
     );
+}
+
+/// Drops every frame: what a hostile `net.rx` graft may do.
+#[derive(Default)]
+struct DropAll;
+
+impl RxPolicy for DropAll {
+    const NAME: &'static str = "drop-all";
+    fn on_receive(&mut self, _frame: &[u8]) -> Verdict {
+        Verdict::Drop
+    }
+}
+
+#[test]
+fn the_management_port_is_reachable_whatever_the_policy_drops() {
+    let (managed, other, stats) = run(async {
+        let (a, b) = Wire::pair(MAC_A, MAC_B);
+        let a = Stack::start::<_, DropAll>(
+            a,
+            Config {
+                management_port: Some(7),
+                ..config(A)
+            },
+        );
+        let b = Stack::start::<_, PassAll>(b, config(B));
+        echo_server(&a, 1, small());
+        let _other = TcpListener::bind(&a, 8, small()).unwrap();
+        let stream = TcpStream::connect(&b, SocketAddrV4::new(A, 7), small())
+            .await
+            .expect("the management port answers");
+        let back = echo_through(stream, pattern(10_000, 3)).await;
+        let other = net::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect(&b, SocketAddrV4::new(A, 8), small()),
+        )
+        .await;
+        (back, other.map(|r| r.is_ok()), a.stats().port)
+    });
+    assert!(managed == pattern(10_000, 3), "echoed bytes differ");
+    assert_ne!(other, Ok(true), "the policy's drop was bypassed for port 8");
+    assert!(stats.rx_management > 0 && stats.rx_dropped > 0, "{stats:?}");
 }

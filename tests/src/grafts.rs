@@ -219,6 +219,18 @@ impl Control {
         self.ok(reply)["graft"].as_u64().expect("a graft id") as u32
     }
 
+    /// Loads `envelope` on probation (`--confirm`); the reply.
+    pub fn load_confirmed(&mut self, point: &str, envelope: &[u8], within_ms: u64) -> Reply {
+        let reply = self.client.load_confirmed(point, envelope, within_ms);
+        self.check(reply)
+    }
+
+    /// Ends graft `graft`'s probation; the reply.
+    pub fn confirm(&mut self, graft: u32) -> Reply {
+        let reply = self.client.confirm(graft);
+        self.check(reply)
+    }
+
     pub fn replace(&mut self, point: &str, graft: u32, envelope: &[u8]) -> Reply {
         let reply = self.client.replace(point, graft, envelope);
         self.check(reply)

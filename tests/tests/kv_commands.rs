@@ -167,6 +167,11 @@ fn pipelining_malformed_and_oversized_requests() {
             b"*x\r\n",
             "-ERR Protocol error: invalid multibulk length\r\n",
         ),
+        // The bulk is not followed by CRLF: its length lies.
+        (
+            b"*1\r\n$4\r\nPINGxx",
+            "-ERR Protocol error: expected CRLF after the bulk string\r\n",
+        ),
         (
             b"SET 'unbalanced\r\n",
             "-ERR Protocol error: unbalanced quotes in request\r\n",

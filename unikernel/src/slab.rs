@@ -84,6 +84,17 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The key of the value in slot `index`, if the slot holds one.
+    pub fn key_at(&self, index: u32) -> Option<Key> {
+        match self.slots.get(index as usize) {
+            Some((generation, Some(_))) => Some(Key {
+                index,
+                generation: *generation,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn contains(&self, key: Key) -> bool {
         matches!(self.slots.get(key.index as usize), Some((g, Some(_))) if *g == key.generation)
     }

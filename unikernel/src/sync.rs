@@ -65,62 +65,6 @@ macro_rules! cpu_local_with {
     }};
 }
 
-/// A lock that tasks wait for without spinning (FIFO hand-off).
-#[derive(Default)]
-pub struct AsyncLock {
-    state: spin::Mutex<LockState>,
-}
+mod lock;
 
-#[derive(Default)]
-struct LockState {
-    locked: bool,
-    waiters: alloc::collections::VecDeque<core::task::Waker>,
-}
-
-/// Holds an [`AsyncLock`]; releasing wakes the next waiter.
-pub struct AsyncLockGuard<'a> {
-    lock: &'a AsyncLock,
-}
-
-impl AsyncLock {
-    pub const fn new() -> Self {
-        AsyncLock {
-            state: spin::Mutex::new(LockState {
-                locked: false,
-                waiters: alloc::collections::VecDeque::new(),
-            }),
-        }
-    }
-
-    /// Waits until the lock is free and takes it.
-    pub async fn lock(&self) -> AsyncLockGuard<'_> {
-        core::future::poll_fn(|cx| {
-            critical(|| {
-                let mut state = self.state.lock();
-                if state.locked {
-                    if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                        state.waiters.push_back(cx.waker().clone());
-                    }
-                    core::task::Poll::Pending
-                } else {
-                    state.locked = true;
-                    core::task::Poll::Ready(AsyncLockGuard { lock: self })
-                }
-            })
-        })
-        .await
-    }
-}
-
-impl Drop for AsyncLockGuard<'_> {
-    fn drop(&mut self) {
-        let next = critical(|| {
-            let mut state = self.lock.state.lock();
-            state.locked = false;
-            state.waiters.pop_front()
-        });
-        if let Some(waker) = next {
-            waker.wake();
-        }
-    }
-}
+pub use lock::{AsyncLock, AsyncLockGuard, Lock};

@@ -50,7 +50,13 @@ pub enum GraftCmd {
         /// Capabilities to grant, comma-separated (the point may narrow them).
         #[arg(long, default_value = DEFAULT_GRANT)]
         grant: String,
+        /// Load on probation: the image unloads the graft by itself unless
+        /// `graft confirm <id>` arrives within this time (e.g. 30s, 2m).
+        #[arg(long, value_name = "TIME", value_parser = confirm_time)]
+        confirm: Option<u64>,
     },
+    /// Keep a graft loaded with `load --confirm` (ends its probation).
+    Confirm { graft: u32 },
     /// Replace a loaded graft with another module, at the same point.
     Replace {
         point: String,
@@ -92,10 +98,20 @@ pub fn run(args: GraftArgs) -> anyhow::Result<i32> {
             point,
             module,
             grant,
+            confirm,
         } => {
             let envelope = envelope_for(&point, &module, &grant)?;
-            (View::Load, graft_control::Command::Load { point, envelope })
+            let command = match confirm {
+                None => graft_control::Command::Load { point, envelope },
+                Some(within_ms) => graft_control::Command::LoadConfirmed {
+                    point,
+                    envelope,
+                    within_ms,
+                },
+            };
+            (View::Load, command)
         }
+        GraftCmd::Confirm { graft } => (View::Confirm, graft_control::Command::Confirm { graft }),
         GraftCmd::Replace {
             point,
             graft,
@@ -124,6 +140,21 @@ pub fn run(args: GraftArgs) -> anyhow::Result<i32> {
     let addr = addr.unwrap_or_else(graft_client::default_addr);
     let reply = Client::connect(&addr)?.request(&request)?;
     Ok(print_reply(view, json, reply))
+}
+
+/// `--confirm`'s time (`30s`, `2m`, `1500ms`) in milliseconds, within
+/// what the image accepts.
+fn confirm_time(text: &str) -> Result<u64, String> {
+    let time = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
+    if (1..=graft_control::protocol::MAX_CONFIRM_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!(
+            "between 1ms and {}s",
+            graft_control::protocol::MAX_CONFIRM_MS / 1000
+        ))
+    }
 }
 
 /// Prints a reply; returns the exit status (1 for a refusal).

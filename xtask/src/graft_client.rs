@@ -109,10 +109,13 @@ impl<R, W: Write> Write for Duplex<R, W> {
 pub fn encode(command: &Command) -> anyhow::Result<Vec<u8>> {
     let point = match command {
         Command::Load { point, .. }
+        | Command::LoadConfirmed { point, .. }
         | Command::Replace { point, .. }
         | Command::Unload { point, .. }
         | Command::Stats { point: Some(point) } => Some(point),
-        Command::List | Command::Stats { point: None } | Command::Log => None,
+        Command::List | Command::Stats { point: None } | Command::Log | Command::Confirm { .. } => {
+            None
+        }
     };
     if let Some(name) = point
         && !graft_control::valid_point_name(name.as_bytes())
@@ -209,6 +212,26 @@ impl<S: Read + Write> Client<S> {
             point: point.into(),
             envelope: envelope.to_vec(),
         })
+    }
+
+    /// Loads a signed envelope on probation: unloaded by the image unless
+    /// [`Client::confirm`] follows within `within_ms`.
+    pub fn load_confirmed(
+        &mut self,
+        point: &str,
+        envelope: &[u8],
+        within_ms: u64,
+    ) -> anyhow::Result<Reply> {
+        self.request(&Command::LoadConfirmed {
+            point: point.into(),
+            envelope: envelope.to_vec(),
+            within_ms,
+        })
+    }
+
+    /// Ends the probation of graft `graft`.
+    pub fn confirm(&mut self, graft: u32) -> anyhow::Result<Reply> {
+        self.request(&Command::Confirm { graft })
     }
 
     /// Replaces graft `graft` at `point` with a signed envelope's module.
@@ -369,6 +392,9 @@ mod tests {
             Command::List => Response::Ok(r#"{"grafts":[],"points":[]}"#.into()),
             Command::Stats { point } => Response::Ok(format!(r#"{{"point":"{point:?}"}}"#)),
             Command::Log => Response::Ok(r#"{"faults":[]}"#.into()),
+            Command::LoadConfirmed { .. } | Command::Confirm { .. } => {
+                Response::Err("not in this fake".into())
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub enum View {
     /// Replacing the graft with this id.
     Replace(u32),
     Unload,
+    Confirm,
     List,
     Stats,
     Log,
@@ -30,6 +31,9 @@ pub fn render(view: View, text: &str) -> String {
         View::Load => loaded(&json, None),
         View::Replace(old) => loaded(&json, Some(old)),
         View::Unload => unloaded(&json),
+        View::Confirm => json
+            .get("graft")
+            .map(|_| format!("graft {} confirmed: it stays", field(&json, "graft"))),
         View::List => list(&json),
         View::Stats => stats(&json),
         View::Log => log(&json),
@@ -56,12 +60,20 @@ fn loaded(json: &Value, old: Option<u32>) -> Option<String> {
         }
         (Some(old), _) => format!("replaced graft {old} at"),
     };
-    Some(format!(
+    let mut line = format!(
         "graft {} {what} {} ({} bytes)",
         field(json, "graft"),
         field(json, "point"),
         field(json, "bytes")
-    ))
+    );
+    if json.get("confirm_ms").is_some() {
+        line.push_str(&format!(
+            "; unloaded in {} ms unless `cargo xtask graft confirm {}`",
+            field(json, "confirm_ms"),
+            field(json, "graft")
+        ));
+    }
+    Some(line)
 }
 
 fn unloaded(json: &Value) -> Option<String> {

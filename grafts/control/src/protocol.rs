@@ -3,11 +3,19 @@
 //!
 //! ```text
 //! load <point> <bytes>\n<envelope>        → ok {"graft":3,"point":"net.rx",...}
+//! load <point> <bytes> confirm=<ms>\n<env> → ok {...,"confirm_ms":30000}
+//! confirm <graft>                         → ok {"graft":3,"confirmed":true}
 //! replace <point> <graft> <bytes>\n<env>  → ok {...}
 //! unload <point> <graft>                  → ok {...}
 //! list | stats [<point>] | log            → ok <json>
 //! anything else                           → err <message>
 //! ```
+//!
+//! A confirmed load ("commit confirmed", as in network gear) installs the
+//! graft on probation: unless `confirm <graft>` arrives within the given
+//! milliseconds (1 to [`MAX_CONFIRM_MS`]), the image unloads it by itself
+//! and records why in its fault log. An operator who loses the image's
+//! network to a bad graft gets it back without doing anything.
 //!
 //! The same bytes work over TCP and over the serial console. Limits: a
 //! request line is at most [`MAX_LINE`] bytes, a body at most
@@ -23,12 +31,26 @@ use crate::envelope::MAX_ENVELOPE;
 /// Longest request line.
 pub const MAX_LINE: usize = 256;
 
+/// Longest probation of a confirmed load: an hour.
+pub const MAX_CONFIRM_MS: u64 = 3_600_000;
+
 /// A decoded request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Load {
         point: String,
         envelope: Vec<u8>,
+    },
+    /// A load that the image undoes unless [`Command::Confirm`] arrives
+    /// within `within_ms`.
+    LoadConfirmed {
+        point: String,
+        envelope: Vec<u8>,
+        within_ms: u64,
+    },
+    /// Keeps a graft loaded by [`Command::LoadConfirmed`].
+    Confirm {
+        graft: u32,
     },
     Replace {
         point: String,
@@ -60,6 +82,15 @@ impl Command {
                 alloc::format!("load {point} {}\n", envelope.len()),
                 envelope,
             ),
+            Command::LoadConfirmed {
+                point,
+                envelope,
+                within_ms,
+            } => with_body(
+                alloc::format!("load {point} {} confirm={within_ms}\n", envelope.len()),
+                envelope,
+            ),
+            Command::Confirm { graft } => alloc::format!("confirm {graft}\n").into_bytes(),
             Command::Replace {
                 point,
                 graft,
@@ -143,7 +174,7 @@ enum State {
 
 #[derive(Clone)]
 enum Header {
-    Load { point: String },
+    Load { point: String, confirm: Option<u64> },
     Replace { point: String, graft: u32 },
 }
 
@@ -172,6 +203,24 @@ fn number<T: core::str::FromStr>(word: Option<&str>, what: &str) -> Result<T, Pr
     let word = word.ok_or_else(|| ProtocolError::new(alloc::format!("missing {what}")))?;
     word.parse()
         .map_err(|_| ProtocolError::new(alloc::format!("{what} `{word}` is not a number")))
+}
+
+/// `confirm=<ms>` after a load's body length.
+fn confirm_ms(word: &str) -> Result<u64, ProtocolError> {
+    let fatal = |message: String| ProtocolError {
+        message: alloc::format!("{message}; closing"),
+        fatal: true,
+    };
+    let value = word.strip_prefix("confirm=").ok_or_else(|| {
+        let shown: String = word.chars().take(32).collect();
+        fatal(alloc::format!("unexpected `{shown}` after the body length"))
+    })?;
+    match value.parse::<u64>() {
+        Ok(ms) if (1..=MAX_CONFIRM_MS).contains(&ms) => Ok(ms),
+        _ => Err(fatal(alloc::format!(
+            "confirm= takes milliseconds, 1 to {MAX_CONFIRM_MS}"
+        ))),
+    }
 }
 
 impl Decoder {
@@ -214,7 +263,18 @@ impl Decoder {
                     };
                     let envelope = core::mem::take(&mut self.buffer);
                     return Some(Ok(match header {
-                        Header::Load { point } => Command::Load { point, envelope },
+                        Header::Load {
+                            point,
+                            confirm: None,
+                        } => Command::Load { point, envelope },
+                        Header::Load {
+                            point,
+                            confirm: Some(within_ms),
+                        } => Command::LoadConfirmed {
+                            point,
+                            envelope,
+                            within_ms,
+                        },
                         Header::Replace { point, graft } => Command::Replace {
                             point,
                             graft,
@@ -261,15 +321,27 @@ impl Decoder {
         let command = match verb {
             "load" | "replace" => {
                 let point = point_name(words.next())?;
-                let header = if verb == "load" {
-                    Header::Load { point }
-                } else {
-                    Header::Replace {
-                        point,
-                        graft: number(words.next(), "graft id")?,
-                    }
+                let replaced = match verb {
+                    "load" => None,
+                    _ => Some(number(words.next(), "graft id")?),
                 };
                 let length: usize = number(words.next(), "body length")?;
+                let header = match replaced {
+                    Some(graft) => Header::Replace { point, graft },
+                    None => Header::Load {
+                        point,
+                        confirm: words.next().map(confirm_ms).transpose()?,
+                    },
+                };
+                if let Some(extra) = words.next() {
+                    // Refused before the body is read: the body follows,
+                    // so the session cannot resynchronise.
+                    let shown: String = extra.chars().take(32).collect();
+                    return Err(ProtocolError {
+                        message: alloc::format!("unexpected `{shown}` after the command; closing"),
+                        fatal: true,
+                    });
+                }
                 if length == 0 || length > MAX_ENVELOPE {
                     return Err(ProtocolError {
                         message: alloc::format!(
@@ -288,6 +360,9 @@ impl Decoder {
                 point: point_name(words.next())?,
                 graft: number(words.next(), "graft id")?,
             },
+            "confirm" => Command::Confirm {
+                graft: number(words.next(), "graft id")?,
+            },
             "list" => Command::List,
             "stats" => Command::Stats {
                 point: words.next().map(|w| point_name(Some(w))).transpose()?,
@@ -297,7 +372,7 @@ impl Decoder {
             other => {
                 let shown: String = other.chars().take(32).collect();
                 return Err(ProtocolError::new(alloc::format!(
-                    "unknown command `{shown}` (load, replace, unload, list, stats, log)"
+                    "unknown command `{shown}` (load, confirm, replace, unload, list, stats, log)"
                 )));
             }
         };
@@ -326,6 +401,12 @@ mod tests {
                 point: "net.rx".into(),
                 envelope: b"A\nB".to_vec(),
             },
+            Command::LoadConfirmed {
+                point: "net.rx".into(),
+                envelope: b"confirm=1\n".to_vec(),
+                within_ms: 30_000,
+            },
+            Command::Confirm { graft: 4 },
             Command::Replace {
                 point: "p".into(),
                 graft: 7,
@@ -414,6 +495,29 @@ mod tests {
                 .all(|r| r.as_ref().is_err_and(|e| !e.fatal))
         );
         assert_eq!(results[6], Ok(Command::List));
+    }
+
+    #[test]
+    fn a_bad_confirmation_time_is_refused_and_fatal() {
+        for line in [
+            "load p 3 confirm=0\n",
+            "load p 3 confirm=3600001\n",
+            "load p 3 confirm=soon\n",
+            "load p 3 within=5\n",
+            "load p 3 confirm=5 more\n",
+            "replace p 1 3 confirm=5\n",
+        ] {
+            let results = all(&mut Decoder::new(), line.as_bytes());
+            assert_eq!(results.len(), 1, "{line}");
+            assert!(results[0].as_ref().is_err_and(|e| e.fatal), "{line}");
+        }
+        assert_eq!(
+            all(&mut Decoder::new(), b"confirm x\nconfirm 2\n")
+                .into_iter()
+                .map(|r| r.is_ok())
+                .collect::<Vec<_>>(),
+            [false, true]
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use grafts::{
     Revocation, Runtime,
 };
 
+use crate::confirm::Confirmations;
 use crate::json;
 
 /// The host as its adapters and channels share it (one CPU, cooperative
@@ -99,6 +100,8 @@ pub struct GraftHost {
     replay: ReplayGuard,
     /// The declared points' names and kinds, for listings.
     points: Vec<(String, Kind)>,
+    /// Grafts loaded on probation, and the removals made when it ran out.
+    confirmations: Confirmations,
 }
 
 impl GraftHost {
@@ -114,6 +117,7 @@ impl GraftHost {
             trusted,
             replay: ReplayGuard::new(),
             points: Vec::new(),
+            confirmations: Confirmations::default(),
         }
     }
 
@@ -185,6 +189,12 @@ impl GraftHost {
     pub fn handle(&mut self, command: Command) -> Response {
         match command {
             Command::Load { point, envelope } => self.install_reply(&point, None, &envelope),
+            Command::LoadConfirmed {
+                point,
+                envelope,
+                within_ms,
+            } => self.load_confirmed(&point, &envelope, within_ms),
+            Command::Confirm { graft } => self.confirm(graft),
             Command::Replace {
                 point,
                 graft,
@@ -214,8 +224,61 @@ impl GraftHost {
                 }
                 Response::Ok(json::stats(&self.runtime, point.as_deref()))
             }
-            Command::Log => Response::Ok(json::faults(&self.runtime)),
+            Command::Log => {
+                Response::Ok(json::faults(&self.runtime, self.confirmations.removals()))
+            }
         }
+    }
+
+    /// The grafts on probation (for the deadline task).
+    pub fn confirmations(&mut self) -> &mut Confirmations {
+        &mut self.confirmations
+    }
+
+    fn load_confirmed(&mut self, point: &str, envelope: &[u8], within_ms: u64) -> Response {
+        match self.install(point, None, envelope) {
+            Ok((id, bytes)) => {
+                let now = self.runtime.state().now_ns();
+                let deadline = now.saturating_add(within_ms.saturating_mul(1_000_000));
+                self.confirmations.begin(id, point, deadline);
+                log::info!(
+                    target: "graft",
+                    "loaded graft {id} on {point} ({bytes} bytes), unloaded in {within_ms} ms unless confirmed"
+                );
+                Response::Ok(json::on_probation(id, point, bytes, within_ms))
+            }
+            Err(refusal) => {
+                log::info!(target: "graft", "refused a graft for {point}: {refusal}");
+                Response::Err(refusal.to_string())
+            }
+        }
+    }
+
+    fn confirm(&mut self, graft: GraftId) -> Response {
+        if self.confirmations.confirm(graft) {
+            log::info!(target: "graft", "graft {graft} confirmed");
+            Response::Ok(json::confirmed(graft))
+        } else {
+            Response::Err(format!(
+                "graft {graft} is not waiting for confirmation (never, already, or too late)"
+            ))
+        }
+    }
+
+    /// Unloads every graft whose probation ran out by now; returns the
+    /// next deadline (ns on the image's clock), if any graft is still on
+    /// probation.
+    pub fn expire_unconfirmed(&mut self) -> Option<u64> {
+        let now = self.runtime.state().now_ns();
+        for (graft, point) in self.confirmations.due(now) {
+            // Gone already (unloaded, replaced, or removed by a fault):
+            // nothing to do.
+            if self.runtime.revoke(&point, graft).is_ok() {
+                log::warn!(target: "graft", "graft {graft} on {point} was not confirmed in time: unloaded");
+                self.confirmations.record(now, point, graft);
+            }
+        }
+        self.confirmations.next_deadline()
     }
 
     fn install_reply(&mut self, point: &str, old: Option<GraftId>, envelope: &[u8]) -> Response {

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use grafts::{AbortCause, FaultAction, GraftId, Kind, Runtime};
 use serde_json::{Map, Value, json};
 
+use crate::confirm::Removal;
 use crate::host::COUNTERS;
 
 pub fn installed(id: GraftId, point: &str, bytes: usize, replaced: Option<GraftId>) -> String {
@@ -15,6 +16,15 @@ pub fn installed(id: GraftId, point: &str, bytes: usize, replaced: Option<GraftI
         reply["replaced"] = json!(old);
     }
     reply.to_string()
+}
+
+/// An [`installed`] reply for a graft on probation.
+pub fn on_probation(id: GraftId, point: &str, bytes: usize, within_ms: u64) -> String {
+    json!({ "graft": id, "point": point, "bytes": bytes, "confirm_ms": within_ms }).to_string()
+}
+
+pub fn confirmed(id: GraftId) -> String {
+    json!({ "graft": id, "confirmed": true }).to_string()
 }
 
 pub fn unloaded(id: GraftId, point: &str, revocation: &str) -> String {
@@ -101,19 +111,34 @@ fn action_name(action: FaultAction) -> &'static str {
     }
 }
 
-pub fn faults(runtime: &Runtime) -> String {
-    let rows: Vec<Value> = runtime
+/// The runtime's faults and the host's own removals (unconfirmed
+/// grafts), in time order.
+pub fn faults(runtime: &Runtime, removals: &[Removal]) -> String {
+    let mut rows: Vec<(u64, Value)> = runtime
         .faults()
         .entries()
         .map(|f| {
-            json!({
+            let row = json!({
                 "at_ns": f.at_ns,
                 "point": f.point,
                 "graft": f.graft,
                 "cause": f.cause.name(),
                 "action": action_name(f.action),
-            })
+            });
+            (f.at_ns, row)
         })
         .collect();
+    rows.extend(removals.iter().map(|r| {
+        let row = json!({
+            "at_ns": r.at_ns,
+            "point": r.point,
+            "graft": r.graft,
+            "cause": "unconfirmed",
+            "action": "unloaded",
+        });
+        (r.at_ns, row)
+    }));
+    rows.sort_by_key(|(at, _)| *at);
+    let rows: Vec<Value> = rows.into_iter().map(|(_, row)| row).collect();
     json!({ "faults": rows }).to_string()
 }

@@ -21,6 +21,11 @@
 //! validate it, and check every import against the grant intersected with
 //! what the point allows). A refusal at any step changes nothing.
 //!
+//! The control channel does not depend on any graft point: its frames
+//! reach the stack before `net.rx` runs (`net::management`), it bounds its
+//! own sessions (`serve::Limits`), and a load may be put on probation
+//! ([`confirm`]) so that a graft nobody confirms undoes itself.
+//!
 //! What this crate must never do: let a graft's failure or a client's bytes
 //! panic the image, hold the host borrowed across an `await`, or accept a
 //! module that did not come in a verified envelope.
@@ -31,6 +36,7 @@
 extern crate alloc;
 
 pub mod app;
+pub mod confirm;
 pub mod host;
 mod json;
 pub mod native;

@@ -5,6 +5,7 @@
 //! - `port=N` or `port=N,M,…` (default 80; the same site on each port);
 //! - `block=N,…`: the compiled-in packet filter drops TCP to these ports;
 //! - `control=PORT|off`: the graft control channel (default 7070);
+//!   `control-sessions=N` (4) and `control-idle=SECONDS` (30) bound it;
 //! - `idle=SECONDS`: idle keep-alive connections close after this (15);
 //! - `ip=dhcp`, `ip=A.B.C.D/N`, `gw=A.B.C.D`: see `net::Config`.
 //!
@@ -34,7 +35,7 @@ async fn main() -> i32 {
     }
 
     let cmdline = unikernel::cmdline();
-    let net_config = match net::Config::from_cmdline(cmdline) {
+    let mut net_config = match net::Config::from_cmdline(cmdline) {
         Ok(config) => config,
         Err(e) => {
             println!("http: {e}");
@@ -67,13 +68,18 @@ async fn main() -> i32 {
             return 2;
         }
     };
-    let control = match graft_host::serve::control_port(cmdline) {
+    let (control, limits) = match graft_host::serve::control_port(cmdline)
+        .and_then(|port| Ok((port, graft_host::serve::Limits::from_cmdline(cmdline)?)))
+    {
         Ok(control) => control,
         Err(e) => {
             println!("http: {e}");
             return 2;
         }
     };
+    // The control channel's frames reach the stack before `net.rx`: no
+    // graft can cut the operator off (see `net::management`).
+    net_config.management_port = control;
 
     // Grafts: the receive path (`net.rx`, in front of the compiled-in
     // `block=` filter) and the request event (`http.request`).
@@ -95,7 +101,7 @@ async fn main() -> i32 {
     };
     let address = stack.wait_for_address().await;
     if let Some(port) = control
-        && let Err(e) = graft_host::serve::spawn_tcp(&grafts, &stack, port)
+        && let Err(e) = graft_host::serve::spawn_tcp(&grafts, &stack, port, limits)
     {
         println!("http: cannot listen for graft control on port {port}: {e:?}");
         return 3;

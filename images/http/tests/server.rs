@@ -20,6 +20,7 @@ fn stack(nic: Wire, address: Ipv4Addr) -> Stack {
             gateway: None,
         },
         random_seed: u64::from(address.octets()[3]),
+        ..Config::default()
     };
     Stack::start::<_, PassAll>(nic, config)
 }

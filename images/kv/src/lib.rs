@@ -32,7 +32,6 @@ extern crate alloc;
 pub mod command;
 pub mod db;
 pub mod disk;
-pub mod exclusive;
 pub mod log;
 pub mod record;
 pub mod resp;

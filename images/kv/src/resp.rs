@@ -27,6 +27,8 @@ pub enum ProtocolError {
     InvalidMultibulkLength,
     InvalidBulkLength,
     ExpectedDollar(u8),
+    /// A bulk's bytes are not followed by CRLF (its length lies).
+    MissingCrlf,
     TooBigInline,
     TooBigCount,
     UnbalancedQuotes,
@@ -46,6 +48,7 @@ impl ProtocolError {
                     char::from(got).escape_default()
                 )
             }
+            ProtocolError::MissingCrlf => write!(text, "expected CRLF after the bulk string"),
             ProtocolError::TooBigInline => write!(text, "too big inline request"),
             ProtocolError::TooBigCount => write!(text, "too big mbulk count string"),
             ProtocolError::UnbalancedQuotes => write!(text, "unbalanced quotes in request"),
@@ -139,8 +142,11 @@ fn bulk(buf: &[u8], at: usize) -> Result<Option<(core::ops::Range<usize>, usize)
     let len = number(&head[1..])
         .filter(|&n| (0..=MAX_BULK as i64).contains(&n))
         .ok_or(ProtocolError::InvalidBulkLength)? as usize;
-    if buf.len() < next + len + 2 {
+    let Some(end) = buf.get(next + len..next + len + 2) else {
         return Ok(None);
+    };
+    if end != b"\r\n" {
+        return Err(ProtocolError::MissingCrlf);
     }
     Ok(Some((next..next + len, next + len + 2)))
 }
@@ -308,6 +314,19 @@ mod tests {
             Err(ProtocolError::TooBigInline)
         );
         assert_eq!(parse(b"SET 'a\r\n"), Err(ProtocolError::UnbalancedQuotes));
+        // The bulk's length lies: what follows it is not CRLF.
+        for lie in [
+            &b"*1\r\n$4\r\nPINGxx"[..],
+            b"*1\r\n$3\r\nPING\r\n",
+            b"*1\r\n$4\r\nPING\n\r",
+        ] {
+            assert_eq!(parse(lie), Err(ProtocolError::MissingCrlf), "{lie:?}");
+        }
+        assert!(
+            ProtocolError::MissingCrlf
+                .message()
+                .starts_with("ERR Protocol error: ")
+        );
         assert_eq!(
             ProtocolError::ExpectedDollar(b'+').message(),
             "ERR Protocol error: expected '$', got '+'"

@@ -45,7 +45,6 @@ use unikernel::time::Duration;
 use crate::command::Fault;
 use crate::db::{Action, Db};
 use crate::disk::{KvDisk, RamDisk};
-use crate::exclusive::Exclusive;
 use crate::log::LogError;
 use crate::resp::{self, Reply};
 
@@ -66,7 +65,30 @@ const RAM_DISK_BLOCKS: usize = 8192;
 /// Largest partial request a connection may buffer, bytes.
 const MAX_QUERY: usize = 4 << 20;
 
-type Shared = Exclusive<Db<Cache>>;
+/// The database, which connections take turns with, in arrival order:
+/// each holds it across the awaits of a batch (an eviction may wait for
+/// the disk).
+struct Shared {
+    turn: unikernel::sync::AsyncLock,
+    db: core::cell::RefCell<Db<Cache>>,
+}
+
+impl Shared {
+    fn new(db: Db<Cache>) -> Shared {
+        Shared {
+            turn: unikernel::sync::AsyncLock::new(),
+            db: core::cell::RefCell::new(db),
+        }
+    }
+
+    /// Runs `f` on the database once it is this task's turn.
+    #[allow(clippy::await_holding_refcell_ref)] // The turn serialises it.
+    async fn with<R>(&self, f: impl AsyncFnOnce(&mut Db<Cache>) -> R) -> R {
+        let _turn = self.turn.lock().await;
+        let mut db = self.db.borrow_mut();
+        f(&mut db).await
+    }
+}
 
 fn uptime_ms() -> u64 {
     unikernel::time::now().as_nanos() / 1_000_000
@@ -96,7 +118,9 @@ pub async fn run() -> i32 {
         println!("kv: bad command line: {cmdline}");
         return 2;
     };
-    let control = match graft_host::serve::control_port(cmdline) {
+    let (control, limits) = match graft_host::serve::control_port(cmdline)
+        .and_then(|port| Ok((port, graft_host::serve::Limits::from_cmdline(cmdline)?)))
+    {
         Ok(control) => control,
         Err(error) => {
             println!("kv: {error}");
@@ -209,14 +233,14 @@ pub async fn run() -> i32 {
         }
     };
     if let Some(control) = control
-        && let Err(error) = graft_host::serve::spawn_tcp(&grafts, &stack, control)
+        && let Err(error) = graft_host::serve::spawn_tcp(&grafts, &stack, control, limits)
     {
         println!("kv: cannot listen for graft control on port {control}: {error:?}");
         return 3;
     }
     let mut db = db;
     db.set_info(boot, storage_info);
-    let shared = Rc::new(Exclusive::new(db));
+    let shared = Rc::new(Shared::new(db));
     if flush_every > 0 {
         task::spawn(flusher(shared.clone(), Duration::from_secs(flush_every)));
     }

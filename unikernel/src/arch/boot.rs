@@ -180,8 +180,6 @@ pvh_start64:
 unsafe extern "C" {
     /// TSC value read by the first instruction after entry.
     pub static BOOT_TSC: u64;
-    /// Physical address of the PVH `hvm_start_info`, as passed in `%ebx`.
-    pub static BOOT_START_INFO: u64;
     static __kernel_start: u8;
     static __kernel_end: u8;
     static __text_start: u8;
@@ -220,12 +218,6 @@ pub fn layout() -> ImageLayout {
 pub fn entry_tsc() -> u64 {
     // SAFETY: written once by the entry stub before any Rust code runs, never after.
     unsafe { core::ptr::read_volatile(&raw const BOOT_TSC) }
-}
-
-/// The physical address of `hvm_start_info` that the loader passed.
-pub fn start_info_addr() -> u64 {
-    // SAFETY: as for `entry_tsc`.
-    unsafe { core::ptr::read_volatile(&raw const BOOT_START_INFO) }
 }
 
 /// Boot phases: where entry → `main` (and on to "network up") goes.

@@ -2,29 +2,33 @@
 //! or raw memory lives here (the rest of the crate denies `unsafe`). It boots
 //! the machine, then hands the image's `main` to the executor.
 
-pub mod apic;
-pub mod backtrace;
-pub mod boot;
-pub mod cpu_local;
-pub mod exit;
-pub mod fault;
+pub(crate) mod apic;
+pub(crate) mod backtrace;
+pub(crate) mod boot;
+pub(crate) mod cpu_local;
+pub(crate) mod exit;
+pub(crate) mod fault;
 #[cfg(feature = "fault-injection")]
 pub mod fault_injection;
-pub mod gdt;
+pub(crate) mod gdt;
 pub mod graft_code;
-pub mod interrupts;
-pub mod ioapic;
+pub(crate) mod heap;
+pub(crate) mod interrupts;
+pub(crate) mod ioapic;
 pub mod irq;
-pub mod paging;
-pub mod pci;
+pub(crate) mod paging;
+pub(crate) mod pci;
 pub mod rio;
 pub mod serial;
-pub mod start_info;
-pub mod tsc;
+pub(crate) mod start_info;
+pub(crate) mod tsc;
 pub mod virtio;
 pub mod virtio_blk;
 pub mod virtio_kick;
 pub mod virtio_net;
+
+/// Boot-phase stamps (`bootphases` on the command line prints them).
+pub use boot::phases;
 
 use spin::Once;
 
@@ -121,7 +125,7 @@ pub extern "C" fn kernel_entry(start_info: u32) -> ! {
         .expect("no memory for the heap");
     // SAFETY: the frames were just taken from the allocator (nobody else
     // owns them) and are identity-mapped read-write by `paging::init`.
-    unsafe { crate::memory::heap::init(heap, heap_size) };
+    unsafe { heap::init(heap, heap_size) };
     graft_code::set_heap(heap, heap_size);
     let free = frames.free_bytes();
     *FRAMES.lock() = frames;

@@ -58,7 +58,7 @@ static BOOTS: AtomicU64 = AtomicU64::new(0);
 
 /// Adopts the region at `[start, end)` (already reserved and mapped
 /// read-only by the boot code) and updates its header.
-pub fn adopt(start: u64, end: u64) {
+pub(crate) fn adopt(start: u64, end: u64) {
     let region = REGION.call_once(|| ProtectedRegion {
         start,
         size: end - start,

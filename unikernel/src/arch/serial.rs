@@ -25,7 +25,7 @@ fn open() -> Uart16550<PioBackend> {
 /// Nothing yet: COM1 is set up on first use ([`write`], [`receive`],
 /// [`SerialInput::open`]), so an image that prints nothing before `main`
 /// spends no port writes (each a VM exit) on a console it has not used.
-pub fn init() {}
+pub(crate) fn init() {}
 
 /// COM1, set up on first use; call with interrupts disabled.
 fn port() -> spin::MutexGuard<'static, Option<Uart16550<PioBackend>>> {

@@ -2,9 +2,11 @@
 //! owns free RAM, and (on the target) the kernel heap carved out of it.
 
 pub mod frames;
+/// The kernel heap (its allocator glue is `unsafe`, so it lives in `arch`).
 #[cfg(target_os = "none")]
-#[allow(unsafe_code)]
-pub mod heap;
+pub mod heap {
+    pub use crate::arch::heap::usage;
+}
 pub mod layout;
 
 pub use frames::{FRAME_SIZE, FrameAllocator, FrameError};

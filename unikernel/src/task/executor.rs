@@ -5,9 +5,19 @@
 //! future is a few hundred bytes where a thread needs a stack; there is no
 //! context-switch code to get wrong, and each wait point is explicit.
 //!
-//! Three interrupt-safe queues connect the executor to the world: tasks
-//! spawned from anywhere, task ids woken from anywhere (including interrupt
-//! handlers), and the timer queue. The executor owns the tasks and asks its
+//! Three interrupt-safe structures connect the executor to the world:
+//! tasks spawned (from task context), tasks woken from anywhere (including
+//! interrupt handlers), and the timer queue.
+//!
+//! Waking never allocates or frees, so an interrupt handler may wake a
+//! task even when it interrupted code that holds the heap's lock. A wake
+//! sets the task's bit in a bitmap ([`WakeSet`]) that the executor sizes
+//! in task context when it admits a task, before any waker for that slot
+//! exists; and every task slot has one waker, made once and kept by the
+//! executor for good, so the waker a handler clones and drops is never the
+//! last reference. A waker names a slot, not a generation: a wake that
+//! outlives its task wakes the slot's next task, which futures must
+//! tolerate anyway (a spurious wake-up). The executor owns the tasks and asks its
 //! [`SchedPolicy`] which ready task to poll next. When nothing is ready it
 //! asks the [`Platform`] to idle until the next timer deadline: on the
 //! target that is `hlt` with a one-shot APIC timer, so an idle image uses
@@ -45,20 +55,68 @@ pub(crate) struct NewTask {
     pub name: &'static str,
 }
 
+/// The task slots woken since the executor last looked: one bit per slot.
+/// Only [`WakeSet::cover`] allocates, and only the executor calls it, in
+/// task context; [`WakeSet::insert`] (what a waker does) never does.
+pub(crate) struct WakeSet {
+    words: Vec<u64>,
+    any: bool,
+}
+
+impl WakeSet {
+    const fn new() -> WakeSet {
+        WakeSet {
+            words: Vec::new(),
+            any: false,
+        }
+    }
+
+    /// Makes room for slot `index` (task context only).
+    fn cover(&mut self, index: usize) {
+        let words = index / 64 + 1;
+        if self.words.len() < words {
+            self.words.resize(words, 0);
+        }
+    }
+
+    /// Marks slot `index` woken. A slot not covered cannot have a waker
+    /// yet; it is ignored rather than grown into (no allocation here).
+    fn insert(&mut self, index: usize) {
+        if let Some(word) = self.words.get_mut(index / 64) {
+            *word |= 1 << (index % 64);
+            self.any = true;
+        }
+    }
+
+    /// Calls `f` for every woken slot and clears them.
+    fn drain(&mut self, mut f: impl FnMut(usize)) {
+        if !core::mem::take(&mut self.any) {
+            return;
+        }
+        for (at, word) in self.words.iter_mut().enumerate() {
+            let mut bits = core::mem::take(word);
+            while bits != 0 {
+                f(at * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
+}
+
 crate::cpu_local! {
     static SPAWNED: VecDeque<NewTask> = VecDeque::new();
-    static WOKEN: VecDeque<TaskId> = VecDeque::new();
+    static WOKEN: WakeSet = WakeSet::new();
     static TIMERS: TimerQueue = TimerQueue::new();
 }
 
 /// Whether any task was spawned or woken and not yet admitted.
 pub fn has_pending_work() -> bool {
     crate::cpu_local_with!(SPAWNED, |s: &mut VecDeque<NewTask>| !s.is_empty())
-        || crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| !w.is_empty())
+        || crate::cpu_local_with!(WOKEN, |w: &mut WakeSet| w.any)
 }
 
-fn wake_id(id: TaskId) {
-    crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| w.push_back(id));
+fn wake_slot(index: usize) {
+    crate::cpu_local_with!(WOKEN, |w: &mut WakeSet| w.insert(index));
 }
 
 /// Queues a new task for the executor.
@@ -71,23 +129,22 @@ pub(crate) fn with_timers<R>(f: impl FnOnce(&mut TimerQueue) -> R) -> R {
     crate::cpu_local_with!(TIMERS, f)
 }
 
-/// A task's waker: queues the task's id for the executor.
-struct TaskWaker(TaskId);
+/// A task slot's waker: marks the slot woken for the executor.
+struct SlotWaker(usize);
 
-impl Wake for TaskWaker {
+impl Wake for SlotWaker {
     fn wake(self: Arc<Self>) {
-        wake_id(self.0);
+        wake_slot(self.0);
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        wake_id(self.0);
+        wake_slot(self.0);
     }
 }
 
 struct Task {
     future: BoxedTask,
     meta: TaskMeta,
-    waker: Waker,
     queued: bool,
 }
 
@@ -104,6 +161,11 @@ pub struct ExecutorStats {
 pub struct Executor<P: SchedPolicy> {
     policy: P,
     tasks: Slab<Task>,
+    /// One waker per task slot, made when the slot is first used and kept
+    /// for good (see the module essay).
+    wakers: Vec<Waker>,
+    /// The slots woken, between the wake set and the policy.
+    woken: Vec<usize>,
     seq: u64,
     stats: ExecutorStats,
 }
@@ -113,6 +175,8 @@ impl<P: SchedPolicy> Default for Executor<P> {
         Executor {
             policy: P::default(),
             tasks: Default::default(),
+            wakers: Vec::new(),
+            woken: Vec::new(),
             seq: 0,
             stats: ExecutorStats::default(),
         }
@@ -147,21 +211,30 @@ impl<P: SchedPolicy> Executor<P> {
                 seq: 0,
                 name: new.name,
             };
-            let waker = Waker::from(Arc::new(TaskWaker(id)));
+            let slot = id.index() as usize;
+            crate::cpu_local_with!(WOKEN, |w: &mut WakeSet| w.cover(slot));
+            while self.wakers.len() <= slot {
+                let next = self.wakers.len();
+                self.wakers.push(Waker::from(Arc::new(SlotWaker(next))));
+            }
             self.tasks.insert(Task {
                 future: new.future,
                 meta,
-                waker,
                 queued: false,
             });
             self.stats.spawned += 1;
             self.make_ready(id);
         }
-        let woken: Vec<TaskId> =
-            crate::cpu_local_with!(WOKEN, |w: &mut VecDeque<TaskId>| w.drain(..).collect());
-        for id in woken {
-            self.make_ready(id);
+        // Taken with interrupts off, into a buffer that is reused (it
+        // allocates only the first time it grows).
+        let mut woken = core::mem::take(&mut self.woken);
+        crate::cpu_local_with!(WOKEN, |w: &mut WakeSet| w.drain(|slot| woken.push(slot)));
+        for slot in woken.drain(..) {
+            if let Some(id) = self.tasks.key_at(slot as u32) {
+                self.make_ready(TaskId::from_key(id));
+            }
         }
+        self.woken = woken;
     }
 
     fn poll_one(&mut self, id: TaskId) {
@@ -169,7 +242,10 @@ impl<P: SchedPolicy> Executor<P> {
             return;
         };
         task.queued = false;
-        let mut cx = Context::from_waker(&task.waker);
+        let Some(waker) = self.wakers.get(id.index() as usize) else {
+            return;
+        };
+        let mut cx = Context::from_waker(waker);
         self.stats.polls += 1;
         if task.future.as_mut().poll(&mut cx).is_ready() {
             self.tasks.remove(id.key());
