@@ -12,8 +12,8 @@ pub mod images;
 pub mod keys;
 pub mod qemu;
 pub mod setup;
-pub mod tapnet;
 pub mod symbolize;
+pub mod tapnet;
 
 use std::path::PathBuf;
 
