@@ -23,6 +23,7 @@ fn pair() -> (Stack, Stack) {
             gateway: None,
         },
         random_seed: u64::from(address.octets()[3]),
+        ..Config::default()
     };
     (
         Stack::start::<_, PassAll>(a, config(A)),

@@ -14,7 +14,7 @@ const GRANT: &str = "context,counters";
 #[test]
 fn an_image_that_trusts_a_deployment_key_refuses_the_development_key() {
     let deployment = KeyPair::from_seed(Seed::new([42; 32]));
-    let public = xtask::keys::hex(deployment.pk.as_ref());
+    let public = hex::encode(deployment.pk.as_ref());
     assert_ne!(public, xtask::keys::public_hex().unwrap());
     let elf = xtask::images::build_trusting(
         &["http".to_string()],

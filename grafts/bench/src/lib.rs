@@ -23,6 +23,11 @@
 //!
 //! This crate is a test fixture: product images never link it.
 
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec;

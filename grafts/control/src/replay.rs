@@ -56,7 +56,7 @@ mod tests {
     fn only_increasing_sequences_pass_per_key() {
         let a = KeyPair::from_seed(Seed::new([1; 32]));
         let b = KeyPair::from_seed(Seed::new([2; 32]));
-        let env = |k: &KeyPair, seq| seal(&k.sk, seq, "p", "", b"m").unwrap();
+        let env = |k: &KeyPair, seq| seal(&k.sk, seq, "p", "", "test-engine/1", b"m").unwrap();
         let mut guard = ReplayGuard::new();
         let first = env(&a, 5);
         let first = Envelope::parse(&first).unwrap();
