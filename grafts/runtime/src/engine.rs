@@ -105,24 +105,33 @@ pub struct Platform {
 mod tls {
     use core::sync::atomic::{AtomicPtr, Ordering};
 
-    static POINTER: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+    /// Wasmtime's slots (slot 0 is its activation list; the component
+    /// model's async support, not built here, would use slot 1).
+    static SLOTS: [AtomicPtr<u8>; 2] = [
+        AtomicPtr::new(core::ptr::null_mut()),
+        AtomicPtr::new(core::ptr::null_mut()),
+    ];
 
     #[unsafe(no_mangle)]
-    extern "C" fn wasmtime_tls_get() -> *mut u8 {
-        POINTER.load(Ordering::Relaxed)
+    extern "C" fn wasmtime_tls_get(slot: usize) -> *mut u8 {
+        SLOTS
+            .get(slot)
+            .map_or(core::ptr::null_mut(), |s| s.load(Ordering::Relaxed))
     }
 
     #[unsafe(no_mangle)]
-    extern "C" fn wasmtime_tls_set(pointer: *mut u8) {
-        POINTER.store(pointer, Ordering::Relaxed);
+    extern "C" fn wasmtime_tls_set(slot: usize, pointer: *mut u8) {
+        if let Some(s) = SLOTS.get(slot) {
+            s.store(pointer, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn save() -> *mut u8 {
-        POINTER.load(Ordering::Relaxed)
+        SLOTS[0].load(Ordering::Relaxed)
     }
 
     pub(crate) fn restore(pointer: *mut u8) {
-        POINTER.store(pointer, Ordering::Relaxed);
+        SLOTS[0].store(pointer, Ordering::Relaxed);
     }
 }
 

@@ -27,6 +27,8 @@ pub mod virtio_blk;
 pub mod virtio_kick;
 pub mod virtio_net;
 
+/// Local APIC timer register writes spent arming the timer so far.
+pub use apic::arm_writes as timer_arm_writes;
 /// Boot-phase stamps (`bootphases` on the command line prints them).
 pub use boot::phases;
 

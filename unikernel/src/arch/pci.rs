@@ -88,7 +88,6 @@ pub struct PciDevice {
     pub kind: DeviceType,
     pub transport: PciTransport,
     pub gsi: u32,
-    pub function: DeviceFunction,
     /// The lowest memory BAR's address (for the log).
     pub address: u64,
 }
@@ -158,7 +157,6 @@ pub fn discover(reassign: bool) -> Vec<PciDevice> {
                 kind,
                 transport,
                 gsi: line,
-                function,
                 address,
             }),
             Err(e) => log::warn!(target: "pci", "{function}: virtio {kind:?} unusable: {e:?}"),
