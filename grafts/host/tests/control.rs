@@ -50,6 +50,19 @@ fn compiled(text: &str) -> Vec<u8> {
     grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
 }
 
+/// The packet filter, compiled and sealed for `net.rx` by the trusted key.
+fn filter_envelope(sequence: u64) -> Vec<u8> {
+    seal(
+        &key(1).sk,
+        sequence,
+        NET_RX,
+        "context,counters",
+        grafts::ENGINE,
+        &compiled(FILTER),
+    )
+    .unwrap()
+}
+
 fn send(host: &Shared, bytes: &[u8]) -> Vec<Response> {
     let mut session = Session::new();
     let mut out = Vec::new();
@@ -106,15 +119,7 @@ fn a_signed_filter_loads_drops_its_port_and_unloads() {
         Verdict::Pass,
         "no graft yet"
     );
-    let envelope = seal(
-        &key(1).sk,
-        1,
-        NET_RX,
-        "context,counters",
-        grafts::ENGINE,
-        &compiled(FILTER),
-    )
-    .unwrap();
+    let envelope = filter_envelope(1);
     let loaded = ok(&send(&host, &load_request(NET_RX, &envelope))[0]);
     let id = loaded["graft"].as_u64().unwrap();
     assert_eq!(loaded["point"], NET_RX);
@@ -265,15 +270,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
 fn an_image_without_trusted_keys_refuses_everything() {
     let host = GraftHost::new(Rc::new(Ticks::default()), TrustedKeys::default()).share();
     let _rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let envelope = seal(
-        &key(1).sk,
-        1,
-        NET_RX,
-        "context,counters",
-        grafts::ENGINE,
-        &compiled(FILTER),
-    )
-    .unwrap();
+    let envelope = filter_envelope(1);
     let reply = send(&host, &load_request(NET_RX, &envelope));
     assert!(err(&reply[0]).contains("trusts no signing key"));
 }
@@ -312,15 +309,7 @@ fn a_trapping_handler_is_undone_logged_and_unloaded_after_k_failures() {
 fn requests_split_anywhere_decode_and_garbage_does_not_end_the_session() {
     let host = host();
     let _rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let envelope = seal(
-        &key(1).sk,
-        1,
-        NET_RX,
-        "context,counters",
-        grafts::ENGINE,
-        &compiled(FILTER),
-    )
-    .unwrap();
+    let envelope = filter_envelope(1);
     let mut stream = b"hello there\n".to_vec();
     stream.extend(load_request(NET_RX, &envelope));
     stream.extend_from_slice(b"list\n");
@@ -435,15 +424,7 @@ fn the_image_narrows_what_the_signer_granted() {
 fn a_policy_call_while_the_host_is_busy_is_counted_never_silent() {
     let host = host();
     let _rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let envelope = seal(
-        &key(1).sk,
-        1,
-        NET_RX,
-        "context,counters",
-        grafts::ENGINE,
-        &compiled(FILTER),
-    )
-    .unwrap();
+    let envelope = filter_envelope(1);
     ok(&send(&host, &load_request(NET_RX, &envelope))[0]);
     let point = host.borrow_mut().runtime().point_id(NET_RX).unwrap();
     assert!(

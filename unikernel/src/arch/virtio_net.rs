@@ -29,8 +29,7 @@ use alloc::vec::Vec;
 use core::task::{Context, Poll};
 
 use virtio_drivers::device::net::VirtIONetRaw;
-use virtio_drivers::transport::SomeTransport;
-use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
 
 use super::irq::IrqLine;
 use super::virtio::{KernelHal, take};
@@ -130,14 +129,18 @@ pub struct NetDevice<T: Transport = SomeTransport<'static>> {
 }
 
 impl NetDevice {
-    /// Opens the first virtio-net device found on microvm's virtio-mmio bus.
+    /// Opens the first virtio-net device found (virtio-mmio or virtio-pci).
     pub fn open() -> Result<NetDevice, OpenError> {
         let found = take(DeviceType::Network).ok_or(OpenError::NoDevice)?;
-        // SAFETY: `found.address` is the device's virtio-mmio register
-        // block, identity-mapped uncached by discovery.
-        let (deferred, kicker) = unsafe {
-            virtio_kick::split(found.transport, Some(found.address + MMIO_INTERRUPT_ACK))
+        // Only virtio-mmio has an InterruptACK register to write directly;
+        // virtio-pci acknowledges by reading its ISR, through the transport.
+        let ack = match found.transport {
+            SomeTransport::Mmio(_) => Some(found.address + MMIO_INTERRUPT_ACK),
+            _ => None,
         };
+        // SAFETY: for mmio, `found.address` is the device's register block,
+        // identity-mapped uncached by discovery; otherwise no register.
+        let (deferred, kicker) = unsafe { virtio_kick::split(found.transport, ack) };
         NetDevice::start(deferred, kicker, found.gsi)
     }
 }
