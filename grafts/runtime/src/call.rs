@@ -202,16 +202,12 @@ impl Core {
         cause: AbortCause,
     ) -> FaultAction {
         if cause == AbortCause::CpuFault {
-            // Its instance was abandoned mid-call: never drop or run it.
+            // Its instance was abandoned mid-call: never drop or run it
+            // again, and unload it at once, whatever the failure count.
             core::mem::forget(slot.clone());
-            self.remove(index, slot);
-            self.state.borrow_mut().release_graft(slot.id);
-            return FaultAction::Unloaded;
-        }
-        if graft.failures < spec.max_failures {
+        } else if graft.failures < spec.max_failures {
             return FaultAction::Aborted;
-        }
-        if spec.restart && !graft.restarted {
+        } else if spec.restart && !graft.restarted {
             let binding = graft.instance.store.data().binding();
             if let Ok(instance) =
                 sandbox::instantiate(&self.linker, self.catch, &graft.module, spec, binding)

@@ -242,6 +242,3 @@ pub(crate) fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Module, St
     // version, settings and target recorded in the artifact itself.
     unsafe { Module::deserialize(engine, artifact) }.map_err(|e| alloc::format!("{e:#}"))
 }
-
-/// The bytes of a `Vec`-backed artifact, or its compile error.
-pub type Artifact = Vec<u8>;

@@ -22,9 +22,6 @@ use crate::point::{Kind, PointSpec};
 use crate::state::{GraftId, HostState};
 use crate::val::ValType;
 
-/// Deepest wasm call nesting a graft may reach.
-pub const MAX_RECURSION: usize = 256;
-
 /// Why a module was refused at load time. All are the sender's fault; the
 /// running image is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
