@@ -284,3 +284,19 @@ pub fn refusal(reply: &Reply) -> &str {
         Reply::Ok(text) => panic!("expected a refusal, the image accepted: {text}"),
     }
 }
+
+/// One `GET /hello.txt` on a new connection; true if it got a 200 within `limit`.
+pub fn get_ok(addr: SocketAddr, limit: std::time::Duration) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, limit) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(limit));
+    let request = b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    use std::io::{Read, Write};
+    if stream.write_all(request).is_err() {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    reply.starts_with(b"HTTP/1.1 200 OK")
+}

@@ -6,15 +6,14 @@
 //! point's state as it was; every bad envelope or request is refused with
 //! a clear message and changes nothing.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tests::Qemu;
-use tests::grafts::{ALL, Control, HOSTILE, refusal, sample, sealed, wasm};
+use tests::grafts::{ALL, Control, HOSTILE, get_ok, refusal, sample, sealed, wasm};
 use tests::guest::Guest;
 
 const READY: &str = "http: serving on";
@@ -30,21 +29,6 @@ fn server() -> Guest {
 
 fn control(guest: &Guest) -> Control {
     Control::connect(guest, guest.addr_of(CONTROL))
-}
-
-/// One `GET /hello.txt` on a new connection; true if it got a 200 within `limit`.
-fn get_ok(addr: SocketAddr, limit: Duration) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, limit) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(limit));
-    let request = b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request).is_err() {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let _ = stream.read_to_end(&mut reply);
-    reply.starts_with(b"HTTP/1.1 200 OK")
 }
 
 /// Keeps requesting from `addr` until stopped; counts successes and failures.

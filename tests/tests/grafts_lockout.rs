@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use tests::Qemu;
-use tests::grafts::{Control, refusal, sealed, wasm};
+use tests::grafts::{Control, get_ok, refusal, sealed, wasm};
 use tests::guest::Guest;
 
 const READY: &str = "http: serving on";
@@ -32,21 +32,6 @@ fn server(append: &str) -> Guest {
 /// A new control session (a new TCP connection: handshake and all).
 fn control(guest: &Guest) -> Control {
     Control::connect(guest, guest.addr_of(CONTROL))
-}
-
-/// One `GET /hello.txt` on a new connection; true if it got a 200 within `limit`.
-fn get_ok(addr: SocketAddr, limit: Duration) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, limit) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(limit));
-    let request = b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request).is_err() {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let _ = stream.read_to_end(&mut reply);
-    reply.starts_with(b"HTTP/1.1 200 OK")
 }
 
 /// Waits (up to a minute) until `done` holds.
@@ -209,14 +194,6 @@ fn an_idle_flood_of_control_connections_is_bounded_and_timed_out() {
         samples += 1;
     }
     let flood = opener.join().unwrap();
-    // Three sessions, plus refused connections still closing (each is
-    // answered and closed at once, but its socket lives until the close
-    // handshake ends; seen: 42 and 49 with 35 before, for 40 connections).
-    assert!(
-        most <= before + 3 + 16,
-        "the flood holds {most} sockets (before: {before})\n{}",
-        guest.console()
-    );
     let mut refused = 0;
     let mut admitted = 0;
     for thread in flood {
@@ -240,6 +217,16 @@ fn an_idle_flood_of_control_connections_is_bounded_and_timed_out() {
     assert!(
         admitted >= 3 && refused >= 20,
         "{admitted} admitted, {refused} refused"
+    );
+    // The flood held at most the three sessions plus the refused
+    // connections' own sockets while they closed (each is answered and
+    // closed at once, but its socket lives until the close handshake
+    // ends, so how many overlap depends on the host's timing: 42 to 54
+    // with 35 before were seen). Admitting every connection would break it.
+    assert!(
+        most <= before + 3 + refused,
+        "the flood holds {most} sockets (before: {before}, {refused} refused)\n{}",
+        guest.console()
     );
     // And the operator gets in again.
     assert_eq!(control(&guest).installed(), 0);
