@@ -219,7 +219,7 @@ fn envelope_for(point: &str, module: &str, grant: &str) -> anyhow::Result<Vec<u8
         path.display(),
         bytes.len(),
         artifact.len(),
-        grafts::ENGINE
+        graft_runtime::ENGINE
     );
     let key = crate::keys::dev_key()?;
     crate::keys::seal_artifact(

@@ -63,7 +63,7 @@ pub fn build_into(out: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<P
         );
         paths.push(to);
     }
-    write_artifact(out, "null-graft", grafts::testing::NULL_GRAFT)?;
+    write_artifact(out, "null-graft", graft_runtime::testing::NULL_GRAFT)?;
     Ok(paths)
 }
 

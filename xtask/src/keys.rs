@@ -72,7 +72,7 @@ pub fn seal_with(
 
 /// Compiles a WebAssembly module for the images (`x86_64-unknown-none`).
 pub fn compile(module: &[u8]) -> anyhow::Result<Vec<u8>> {
-    grafts::compile(module, grafts::Target::Image).map_err(|error| anyhow::anyhow!("{error}"))
+    graft_runtime::compile(module, graft_runtime::Target::Image).map_err(|error| anyhow::anyhow!("{error}"))
 }
 
 /// Seals an artifact already compiled for the images.
@@ -83,7 +83,7 @@ pub fn seal_artifact(
     grant: &str,
     artifact: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
-    graft_control::envelope::seal(key, sequence, point, grant, grafts::ENGINE, artifact)
+    graft_control::envelope::seal(key, sequence, point, grant, graft_runtime::ENGINE, artifact)
         .map_err(|error| anyhow::anyhow!("cannot seal a graft for `{point}`: {error}"))
 }
 
@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(first.verify(&trusted), Ok(()));
         assert_eq!(
             (first.point, first.grant, first.engine),
-            ("net.rx", "context,log", grafts::ENGINE)
+            ("net.rx", "context,log", graft_runtime::ENGINE)
         );
         let mut guard = ReplayGuard::new();
         guard.accept(&first);

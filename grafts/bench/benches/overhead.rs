@@ -9,11 +9,11 @@ use graft_bench::{self as bench, Modules, Plan};
 use graft_host::GraftHost;
 
 fn main() {
-    let compile = |wasm: &[u8]| grafts::compile(wasm, grafts::Target::Native).unwrap();
+    let compile = |wasm: &[u8]| graft_runtime::compile(wasm, graft_runtime::Target::Native).unwrap();
     let module = |name: &str| {
         compile(&xtask::grafts::module(name).unwrap_or_else(|e| panic!("graft {name}: {e:#}")))
     };
-    let null = compile(grafts::testing::NULL_GRAFT);
+    let null = compile(graft_runtime::testing::NULL_GRAFT);
     let (readahead, evict) = (module("strided-readahead"), module("keep-hot"));
     let (sched, cipher) = (module("priority-sched"), module("stream-cipher"));
     let modules = Modules {
@@ -24,7 +24,7 @@ fn main() {
     };
     let start = Instant::now();
     let now = || start.elapsed().as_nanos() as u64;
-    let clock = Rc::new(grafts::testing::Ticks::default());
+    let clock = Rc::new(graft_runtime::testing::Ticks::default());
     let mut host = GraftHost::new(clock, graft_control::TrustedKeys::default());
     let samples = bench::samples(modules, bench::natives());
     match bench::run(&mut host, &now, Plan::HOST, &null, samples) {

@@ -17,9 +17,9 @@
 //!
 //! Artifacts (modules compiled for where this runs: the image's target
 //! by `cargo xtask build graftbench`, the host's by the host benchmark) are
-//! installed with [`grafts::Runtime::load`] directly: what is measured is a
+//! installed with [`graft_runtime::Runtime::load`] directly: what is measured is a
 //! call, not the signed-envelope border, which runs once per load. The
-//! null graft is [`grafts::testing::NULL_GRAFT`] compiled.
+//! null graft is [`graft_runtime::testing::NULL_GRAFT`] compiled.
 //!
 //! This crate is a test fixture: product images never link it.
 
@@ -34,7 +34,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::hint::black_box;
 
-use grafts::{Capabilities, PointSpec, Val, ValType};
+use graft_runtime::{Capabilities, PointSpec, Val, ValType};
 use serde_json::{Value, json};
 
 use graft_host::GraftHost;
@@ -413,7 +413,7 @@ mod tests {
     use core::cell::Cell;
 
     struct Fake;
-    impl grafts::Clock for Fake {
+    impl graft_runtime::Clock for Fake {
         fn now_ns(&self) -> u64 {
             0
         }
@@ -437,7 +437,7 @@ mod tests {
         // The whole table, on std's clock, with stand-in modules of the
         // samples' signatures, compiled for this host.
         let compile = |text: &str| {
-            grafts::compile(&wat::parse_str(text).unwrap(), grafts::Target::Native).unwrap()
+            graft_runtime::compile(&wat::parse_str(text).unwrap(), graft_runtime::Target::Native).unwrap()
         };
         let module = |ty: &str| {
             compile(&alloc::format!(
@@ -448,7 +448,7 @@ mod tests {
         let cipher = compile(
             r#"(module (func (export "graft_main") (param i64) (result i32) (i32.const 0)))"#,
         );
-        let null = grafts::compile(grafts::testing::NULL_GRAFT, grafts::Target::Native).unwrap();
+        let null = graft_runtime::compile(graft_runtime::testing::NULL_GRAFT, graft_runtime::Target::Native).unwrap();
         let modules = Modules {
             readahead: &i64_module,
             evict: &i32_module,

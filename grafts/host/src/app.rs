@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use grafts::{ManageError, PointId, PointSpec, Val};
+use graft_runtime::{ManageError, PointId, PointSpec, Val};
 
 use crate::host::{Shared, grafted};
 

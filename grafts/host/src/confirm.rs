@@ -14,7 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::task::Waker;
 
-use grafts::GraftId;
+use graft_runtime::GraftId;
 
 /// A graft on probation.
 struct Probation {

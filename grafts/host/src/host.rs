@@ -9,7 +9,7 @@ use core::cell::{RefCell, RefMut};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use graft_control::{Command, Envelope, EnvelopeError, ReplayGuard, Response, TrustedKeys};
-use grafts::{
+use graft_runtime::{
     Capabilities, Clock, GraftId, Kind, Limits, LoadError, ManageError, PointId, PointSpec,
     Revocation, Runtime,
 };
@@ -83,7 +83,7 @@ impl core::fmt::Display for Refusal {
                 f,
                 "the artifact was compiled for graft engine `{compiled_for}`, but this image \
                  runs `{}`: compile it again with the same Rootstock tree as the image",
-                grafts::ENGINE
+                graft_runtime::ENGINE
             ),
             Refusal::UnknownCapability(name) => {
                 write!(f, "the grant names an unknown capability `{name}`")
@@ -169,7 +169,7 @@ impl GraftHost {
             });
         }
         self.replay.check(&envelope).map_err(Refusal::Envelope)?;
-        if envelope.engine != grafts::ENGINE {
+        if envelope.engine != graft_runtime::ENGINE {
             return Err(Refusal::WrongEngine {
                 compiled_for: envelope.engine.to_string(),
             });

@@ -4,7 +4,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use grafts::{AbortCause, FaultAction, GraftId, Kind, Runtime};
+use graft_runtime::{AbortCause, FaultAction, GraftId, Kind, Runtime};
 use serde_json::{Map, Value, json};
 
 use crate::confirm::Removal;

@@ -4,7 +4,7 @@
 //! host (tests) the engine uses the process's own virtual memory, and a
 //! fault in graft code would be the test process's crash.
 
-use grafts::Platform;
+use graft_runtime::Platform;
 
 /// The platform the image's graft runtime runs on.
 #[cfg(target_os = "none")]
@@ -26,29 +26,29 @@ pub fn platform() -> Platform {
 struct KernelCode;
 
 #[cfg(target_os = "none")]
-impl grafts::CodeMemory for KernelCode {
+impl graft_runtime::CodeMemory for KernelCode {
     fn required_alignment(&self) -> usize {
         unikernel::memory::FRAME_SIZE as usize
     }
 
-    fn publish_executable(&self, ptr: *const u8, len: usize) -> Result<(), grafts::EngineError> {
+    fn publish_executable(&self, ptr: *const u8, len: usize) -> Result<(), graft_runtime::EngineError> {
         unikernel::arch::graft_code::publish(ptr as usize, len)
-            .map_err(|e| grafts::EngineError::msg(alloc::format!("{e}")))
+            .map_err(|e| graft_runtime::EngineError::msg(alloc::format!("{e}")))
     }
 
-    fn unpublish_executable(&self, ptr: *const u8, len: usize) -> Result<(), grafts::EngineError> {
+    fn unpublish_executable(&self, ptr: *const u8, len: usize) -> Result<(), graft_runtime::EngineError> {
         unikernel::arch::graft_code::unpublish(ptr as usize, len)
-            .map_err(|e| grafts::EngineError::msg(alloc::format!("{e}")))
+            .map_err(|e| graft_runtime::EngineError::msg(alloc::format!("{e}")))
     }
 }
 
 #[cfg(target_os = "none")]
-fn catch(f: &mut dyn FnMut()) -> Result<(), grafts::NativeFault> {
+fn catch(f: &mut dyn FnMut()) -> Result<(), graft_runtime::NativeFault> {
     unikernel::arch::graft_code::catch(&mut || f()).map_err(|fault| {
         log::warn!(target: "grafts",
             "CPU exception {} in graft code at {:#x} (address {:#x}): the call is aborted",
             fault.vector, fault.rip, fault.address);
-        grafts::NativeFault {
+        graft_runtime::NativeFault {
             vector: fault.vector,
             rip: fault.rip,
             address: fault.address,

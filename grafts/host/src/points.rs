@@ -10,7 +10,7 @@
 //! | `http.request` | event, 4 handlers | `(len: i32) -> i32` | `METHOD SP PATH` | 0 carry on, or an HTTP status (100..=599) to answer with |
 
 use graft_sdk::points::{http_request, net_rx, sched_pick};
-use grafts::{Capabilities, Capability, PointSpec, Val, ValType};
+use graft_runtime::{Capabilities, Capability, PointSpec, Val, ValType};
 
 /// The receive path's event point.
 pub const NET_RX: &str = net_rx::NAME;

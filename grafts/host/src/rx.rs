@@ -11,7 +11,7 @@
 
 use alloc::vec::Vec;
 
-use grafts::{PointId, Val};
+use graft_runtime::{PointId, Val};
 use net::{RxPolicy, Verdict};
 
 use crate::host::{Shared, grafted};
@@ -31,7 +31,7 @@ pub struct GraftRx<P: RxPolicy> {
 
 impl<P: RxPolicy> GraftRx<P> {
     /// Declares `net.rx` on `host` and wraps `inner`.
-    pub fn new(host: &Shared, inner: P) -> Result<GraftRx<P>, grafts::ManageError> {
+    pub fn new(host: &Shared, inner: P) -> Result<GraftRx<P>, graft_runtime::ManageError> {
         let point = host.borrow_mut().declare(crate::points::net_rx())?;
         Ok(GraftRx {
             inner,

@@ -9,7 +9,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use grafts::{PointId, Val};
+use graft_runtime::{PointId, Val};
 use unikernel::task::{TaskId, TaskMeta, set_pick_override};
 
 use crate::host::{Shared, grafted};
@@ -40,7 +40,7 @@ fn pick(host: &Shared, point: PointId, ready: &[TaskMeta]) -> Option<TaskId> {
 }
 
 /// Declares `sched.pick` on `host` and hooks the executor's pick-next.
-pub fn install(host: &Shared) -> Result<(), grafts::ManageError> {
+pub fn install(host: &Shared) -> Result<(), graft_runtime::ManageError> {
     let point = host.borrow_mut().declare(crate::points::sched_pick())?;
     let host = host.clone();
     set_pick_override(Some(Box::new(move |ready: &[TaskMeta]| {

@@ -30,7 +30,7 @@ use crate::session::{Next, Session};
 /// The image's clock, as the graft runtime reads it.
 pub struct KernelClock;
 
-impl grafts::Clock for KernelClock {
+impl graft_runtime::Clock for KernelClock {
     fn now_ns(&self) -> u64 {
         unikernel::arch::clock_now().as_nanos()
     }

@@ -28,7 +28,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use grafts::{Capabilities, Capability, ManageError, PointId, PointSpec, Val, ValType};
+use graft_runtime::{Capabilities, Capability, ManageError, PointId, PointSpec, Val, ValType};
 use unikernel::storage::{BLOCK, Block, BlockFilter, EvictionPolicy, Lru, Plain, ReadAhead};
 use unikernel::storage::{Sequential, Window};
 

@@ -12,7 +12,7 @@ use graft_host::points::{NET_RX, SCHED_PICK};
 use graft_host::rx::GraftRx;
 use graft_host::session::Next;
 use graft_host::{GraftHost, Session, Shared};
-use grafts::testing::Ticks;
+use graft_runtime::testing::Ticks;
 use net::{RxPolicy, Verdict};
 
 fn key(seed: u8) -> KeyPair {
@@ -47,7 +47,7 @@ const TRAP_AFTER_WRITE: &str = r#"(module
 
 fn compiled(text: &str) -> Vec<u8> {
     let module = wat::parse_str(text).expect("test module is valid WAT");
-    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
+    graft_runtime::compile(&module, graft_runtime::Target::Native).expect("test module compiles")
 }
 
 /// The packet filter, compiled and sealed for `net.rx` by the trusted key.
@@ -57,7 +57,7 @@ fn filter_envelope(sequence: u64) -> Vec<u8> {
         sequence,
         NET_RX,
         "context,counters",
-        grafts::ENGINE,
+        graft_runtime::ENGINE,
         &compiled(FILTER),
     )
     .unwrap()
@@ -149,7 +149,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
         10,
         NET_RX,
         "context,counters",
-        grafts::ENGINE,
+        graft_runtime::ENGINE,
         &module,
     )
     .unwrap();
@@ -162,7 +162,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
     let at = good.len() - 64 - module.len() / 2;
     recoded[at] ^= 0x90;
     let wasm = wat::parse_str(FILTER).unwrap();
-    let for_images = grafts::compile(&wasm, grafts::Target::Image).unwrap();
+    let for_images = graft_runtime::compile(&wasm, graft_runtime::Target::Image).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("garbage", b"not an envelope at all".to_vec(), "malformed"),
         ("unsigned module", module.clone(), "malformed"),
@@ -188,7 +188,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
                 17,
                 NET_RX,
                 "context,counters",
-                grafts::ENGINE,
+                graft_runtime::ENGINE,
                 &for_images,
             )
             .unwrap(),
@@ -201,7 +201,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
                 11,
                 NET_RX,
                 "context,counters",
-                grafts::ENGINE,
+                graft_runtime::ENGINE,
                 &module,
             )
             .unwrap(),
@@ -214,7 +214,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
                 12,
                 "http.request",
                 "context,counters",
-                grafts::ENGINE,
+                graft_runtime::ENGINE,
                 &module,
             )
             .unwrap(),
@@ -227,7 +227,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
                 13,
                 NET_RX,
                 "context,root",
-                grafts::ENGINE,
+                graft_runtime::ENGINE,
                 &module,
             )
             .unwrap(),
@@ -235,7 +235,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
         ),
         (
             "forbidden import",
-            seal(&key(1).sk, 14, NET_RX, "context", grafts::ENGINE, &module).unwrap(),
+            seal(&key(1).sk, 14, NET_RX, "context", graft_runtime::ENGINE, &module).unwrap(),
             "rootstock.counter_add",
         ),
         (
@@ -245,7 +245,7 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
                 15,
                 NET_RX,
                 "",
-                grafts::ENGINE,
+                graft_runtime::ENGINE,
                 &compiled(r#"(module (func (export "graft_main") (param i64)))"#),
             )
             .unwrap(),
@@ -284,7 +284,7 @@ fn a_trapping_handler_is_undone_logged_and_unloaded_after_k_failures() {
         1,
         NET_RX,
         "counters",
-        grafts::ENGINE,
+        graft_runtime::ENGINE,
         &compiled(TRAP_AFTER_WRITE),
     )
     .unwrap();
@@ -372,7 +372,7 @@ fn a_scheduling_graft_picks_and_an_aborting_one_falls_back() {
         1,
         SCHED_PICK,
         "context",
-        grafts::ENGINE,
+        graft_runtime::ENGINE,
         &compiled(highest),
     )
     .unwrap();
@@ -388,7 +388,7 @@ fn a_scheduling_graft_picks_and_an_aborting_one_falls_back() {
         2,
         SCHED_PICK,
         "",
-        grafts::ENGINE,
+        graft_runtime::ENGINE,
         &compiled(spin),
     )
     .unwrap();
@@ -411,7 +411,7 @@ fn the_image_narrows_what_the_signer_granted() {
         1,
         "http.request",
         "context,buffers",
-        grafts::ENGINE,
+        graft_runtime::ENGINE,
         &compiled(alloc),
     )
     .unwrap();

@@ -16,8 +16,8 @@ use graft_host::storage::{
     CACHE_EVICT, CACHE_FILTER, CACHE_READAHEAD, GraftEviction, GraftFilter, GraftReadAhead,
 };
 use graft_host::{GraftHost, Shared};
-use grafts::testing::Ticks;
-use grafts::{AbortCause, Capabilities, FaultAction};
+use graft_runtime::testing::Ticks;
+use graft_runtime::{AbortCause, Capabilities, FaultAction};
 use unikernel::storage::testing::{CrashClock, DiskStats, MemDisk, MemMemory, block_on};
 use unikernel::storage::{
     BLOCK, Block, BlockCache, BlockFilter, CacheMemory, CacheStats, Durability, EvictionPolicy,
@@ -27,7 +27,7 @@ use unikernel::storage::{
 /// A sample graft's module, as `cargo xtask grafts` builds it.
 fn module(name: &str) -> Vec<u8> {
     let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    grafts::compile(&module, grafts::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
+    graft_runtime::compile(&module, graft_runtime::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn host() -> Shared {
@@ -320,7 +320,7 @@ fn cipher_policies(host: &Shared) -> Policies<Lru, Sequential, GraftFilter<Plain
 
 fn compiled(text: &str) -> Vec<u8> {
     let module = wat::parse_str(text).expect("test module is valid WAT");
-    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
+    graft_runtime::compile(&module, graft_runtime::Target::Native).expect("test module compiles")
 }
 
 /// The host state a graft could have changed, and the fault log.

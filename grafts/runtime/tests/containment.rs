@@ -5,8 +5,8 @@
 
 use std::rc::Rc;
 
-use grafts::testing::Ticks;
-use grafts::{
+use graft_runtime::testing::Ticks;
+use graft_runtime::{
     AbortCause, Capabilities, FaultAction, Limits, LoadError, PointSpec, Revocation, Runtime, Val,
     ValType,
 };
@@ -27,7 +27,7 @@ fn runtime() -> Runtime {
 
 fn compiled(text: &str) -> Vec<u8> {
     let module = wat::parse_str(text).expect("test module is valid WAT");
-    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
+    graft_runtime::compile(&module, graft_runtime::Target::Native).expect("test module compiles")
 }
 
 /// Calls the point with context `ctx`; returns the result and the context after.
@@ -300,7 +300,7 @@ fn malformed_and_truncated_artifacts_are_clean_errors() {
         );
     }
     // An artifact for the images' target is refused here, saying why.
-    let for_images = grafts::compile(&wasm, grafts::Target::Image).unwrap();
+    let for_images = graft_runtime::compile(&wasm, graft_runtime::Target::Image).unwrap();
     let error = rt.load(POINT, &for_images, Capabilities::ALL).unwrap_err();
     assert!(matches!(error, LoadError::Invalid(_)), "{error:?}");
     let huge = vec![0u8; 300 * 1024];
@@ -321,8 +321,8 @@ fn floating_point_is_refused_when_a_graft_is_compiled() {
              (i32.trunc_f32_s (f32.mul (f32.convert_i32_s (local.get 0)) (f32.const 1.5)))))"#,
     )
     .unwrap();
-    for target in [grafts::Target::Native, grafts::Target::Image] {
-        let error = grafts::compile(&floats, target).unwrap_err();
+    for target in [graft_runtime::Target::Native, graft_runtime::Target::Image] {
+        let error = graft_runtime::compile(&floats, target).unwrap_err();
         assert!(error.to_string().contains("float"), "{error}");
     }
     let simd = wat::parse_str(
@@ -330,7 +330,7 @@ fn floating_point_is_refused_when_a_graft_is_compiled() {
              (i32x4.extract_lane 0 (i32x4.splat (local.get 0)))))"#,
     )
     .unwrap();
-    assert!(grafts::compile(&simd, grafts::Target::Image).is_err());
+    assert!(graft_runtime::compile(&simd, graft_runtime::Target::Image).is_err());
 }
 
 #[test]

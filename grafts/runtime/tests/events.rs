@@ -7,9 +7,9 @@
 
 use std::rc::Rc;
 
-use grafts::abi::emit_verdict;
-use grafts::testing::Ticks;
-use grafts::{
+use graft_runtime::abi::emit_verdict;
+use graft_runtime::testing::Ticks;
+use graft_runtime::{
     AbortCause, Capabilities, FaultAction, GraftId, Limits, LoadError, PointSpec, Runtime, Val,
     ValType,
 };
@@ -20,7 +20,7 @@ const ARG: i64 = 7;
 
 fn compiled(text: &str) -> Vec<u8> {
     let module = wat::parse_str(text).expect("test module is valid WAT");
-    grafts::compile(&module, grafts::Target::Native).expect("test module compiles")
+    graft_runtime::compile(&module, graft_runtime::Target::Native).expect("test module compiles")
 }
 
 fn caps(names: &str) -> Capabilities {

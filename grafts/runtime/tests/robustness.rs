@@ -4,8 +4,8 @@
 
 use std::rc::Rc;
 
-use grafts::testing::Ticks;
-use grafts::{Capabilities, Limits, PointSpec, Runtime, Val, ValType};
+use graft_runtime::testing::Ticks;
+use graft_runtime::{Capabilities, Limits, PointSpec, Runtime, Val, ValType};
 use proptest::prelude::*;
 
 fn runtime() -> Runtime {
@@ -44,7 +44,7 @@ const CALLER: &str = r#"(module
     (i32.const 0)))"#;
 
 fn caller() -> Vec<u8> {
-    grafts::compile(&wat::parse_str(CALLER).unwrap(), grafts::Target::Native).unwrap()
+    graft_runtime::compile(&wat::parse_str(CALLER).unwrap(), graft_runtime::Target::Native).unwrap()
 }
 
 proptest! {
@@ -54,10 +54,10 @@ proptest! {
     fn arbitrary_module_bytes_are_refused_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         // The compiler is the border for module bytes: random bytes never
         // compile, and the runtime refuses them as an artifact.
-        prop_assert!(grafts::compile(&bytes, grafts::Target::Native).is_err());
+        prop_assert!(graft_runtime::compile(&bytes, graft_runtime::Target::Native).is_err());
         let mut rt = runtime();
         let refused = rt.load("p", &bytes, Capabilities::ALL);
-        prop_assert!(matches!(refused, Err(grafts::LoadError::Invalid(_)) | Err(grafts::LoadError::TooLarge { .. })), "{:?}", refused);
+        prop_assert!(matches!(refused, Err(graft_runtime::LoadError::Invalid(_)) | Err(graft_runtime::LoadError::TooLarge { .. })), "{:?}", refused);
         prop_assert!(rt.list().is_empty() && !rt.is_grafted("p"));
         // A mutated valid module either fails to compile, or compiles to
         // an artifact that loads (or is refused at validation) cleanly.
@@ -66,7 +66,7 @@ proptest! {
             let at = (usize::from(*b) * 7 + i * 13) % valid.len();
             valid[at] ^= b.wrapping_add(1);
         }
-        if let Ok(artifact) = grafts::compile(&valid, grafts::Target::Native) {
+        if let Ok(artifact) = graft_runtime::compile(&valid, graft_runtime::Target::Native) {
             match rt.load("p", &artifact, Capabilities::ALL) {
                 Ok(_) => prop_assert_eq!(rt.list().len(), 1),
                 Err(_) => prop_assert!(rt.list().is_empty()),

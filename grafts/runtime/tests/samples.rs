@@ -7,12 +7,12 @@
 
 use std::rc::Rc;
 
-use grafts::testing::Ticks;
-use grafts::{AbortCause, Capabilities, Limits, PointSpec, Runtime, Val, ValType};
+use graft_runtime::testing::Ticks;
+use graft_runtime::{AbortCause, Capabilities, Limits, PointSpec, Runtime, Val, ValType};
 
 fn module(name: &str) -> Vec<u8> {
     let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    grafts::compile(&module, grafts::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
+    graft_runtime::compile(&module, graft_runtime::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn runtime(spec: PointSpec) -> Runtime {
@@ -226,13 +226,13 @@ fn the_sdk_matches_the_abi_table() {
         .expect("the SDK's imports match the ABI table");
     // ...and every accessor of the table is really imported: without its
     // capability the load is refused, naming it.
-    for accessor in grafts::abi::ACCESSORS {
+    for accessor in graft_runtime::abi::ACCESSORS {
         let mut rt = runtime(spec());
         let error = rt
             .load("p", &bytes, Capabilities::ALL.without(accessor.capability))
             .unwrap_err();
         assert!(
-            matches!(error, grafts::LoadError::ForbiddenImport { .. }),
+            matches!(error, graft_runtime::LoadError::ForbiddenImport { .. }),
             "{}: {error:?}",
             accessor.name
         );

@@ -4,7 +4,7 @@
 //! its point's signature and uses the typed accessors below; nothing else
 //! is needed (this crate supplies the panic handler: a panic is a trap,
 //! which the runtime turns into an abort). The accessors mirror the table
-//! in `grafts::abi` one for one; each returns what the host returns, and a
+//! in `graft_runtime::abi` one for one; each returns what the host returns, and a
 //! bad argument aborts the whole transaction (the call never returns).
 //!
 //! On other targets the accessors are stubs that panic, so graft crates
