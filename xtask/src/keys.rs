@@ -72,7 +72,8 @@ pub fn seal_with(
 
 /// Compiles a WebAssembly module for the images (`x86_64-unknown-none`).
 pub fn compile(module: &[u8]) -> anyhow::Result<Vec<u8>> {
-    graft_runtime::compile(module, graft_runtime::Target::Image).map_err(|error| anyhow::anyhow!("{error}"))
+    graft_runtime::compile(module, graft_runtime::Target::Image)
+        .map_err(|error| anyhow::anyhow!("{error}"))
 }
 
 /// Seals an artifact already compiled for the images.

@@ -9,7 +9,8 @@ use graft_bench::{self as bench, Modules, Plan};
 use graft_host::GraftHost;
 
 fn main() {
-    let compile = |wasm: &[u8]| graft_runtime::compile(wasm, graft_runtime::Target::Native).unwrap();
+    let compile =
+        |wasm: &[u8]| graft_runtime::compile(wasm, graft_runtime::Target::Native).unwrap();
     let module = |name: &str| {
         compile(&xtask::grafts::module(name).unwrap_or_else(|e| panic!("graft {name}: {e:#}")))
     };

@@ -31,12 +31,20 @@ impl graft_runtime::CodeMemory for KernelCode {
         unikernel::memory::FRAME_SIZE as usize
     }
 
-    fn publish_executable(&self, ptr: *const u8, len: usize) -> Result<(), graft_runtime::EngineError> {
+    fn publish_executable(
+        &self,
+        ptr: *const u8,
+        len: usize,
+    ) -> Result<(), graft_runtime::EngineError> {
         unikernel::arch::graft_code::publish(ptr as usize, len)
             .map_err(|e| graft_runtime::EngineError::msg(alloc::format!("{e}")))
     }
 
-    fn unpublish_executable(&self, ptr: *const u8, len: usize) -> Result<(), graft_runtime::EngineError> {
+    fn unpublish_executable(
+        &self,
+        ptr: *const u8,
+        len: usize,
+    ) -> Result<(), graft_runtime::EngineError> {
         unikernel::arch::graft_code::unpublish(ptr as usize, len)
             .map_err(|e| graft_runtime::EngineError::msg(alloc::format!("{e}")))
     }

@@ -9,8 +9,8 @@
 //! | `sched.pick` | replace | `(n: i32) -> i32` | `n` ready tasks, 4 bytes each: `[priority, group, 0, 0]` | index of the task to run |
 //! | `http.request` | event, 4 handlers | `(len: i32) -> i32` | `METHOD SP PATH` | 0 carry on, or an HTTP status (100..=599) to answer with |
 
-use graft_sdk::points::{http_request, net_rx, sched_pick};
 use graft_runtime::{Capabilities, Capability, PointSpec, Val, ValType};
+use graft_sdk::points::{http_request, net_rx, sched_pick};
 
 /// The receive path's event point.
 pub const NET_RX: &str = net_rx::NAME;

@@ -235,7 +235,15 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
         ),
         (
             "forbidden import",
-            seal(&key(1).sk, 14, NET_RX, "context", graft_runtime::ENGINE, &module).unwrap(),
+            seal(
+                &key(1).sk,
+                14,
+                NET_RX,
+                "context",
+                graft_runtime::ENGINE,
+                &module,
+            )
+            .unwrap(),
             "rootstock.counter_add",
         ),
         (

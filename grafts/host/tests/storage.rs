@@ -27,7 +27,8 @@ use unikernel::storage::{
 /// A sample graft's module, as `cargo xtask grafts` builds it.
 fn module(name: &str) -> Vec<u8> {
     let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    graft_runtime::compile(&module, graft_runtime::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
+    graft_runtime::compile(&module, graft_runtime::Target::Native)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn host() -> Shared {

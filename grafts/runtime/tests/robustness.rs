@@ -44,7 +44,11 @@ const CALLER: &str = r#"(module
     (i32.const 0)))"#;
 
 fn caller() -> Vec<u8> {
-    graft_runtime::compile(&wat::parse_str(CALLER).unwrap(), graft_runtime::Target::Native).unwrap()
+    graft_runtime::compile(
+        &wat::parse_str(CALLER).unwrap(),
+        graft_runtime::Target::Native,
+    )
+    .unwrap()
 }
 
 proptest! {

@@ -12,7 +12,8 @@ use graft_runtime::{AbortCause, Capabilities, Limits, PointSpec, Runtime, Val, V
 
 fn module(name: &str) -> Vec<u8> {
     let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    graft_runtime::compile(&module, graft_runtime::Target::Native).unwrap_or_else(|e| panic!("{name}: {e}"))
+    graft_runtime::compile(&module, graft_runtime::Target::Native)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn runtime(spec: PointSpec) -> Runtime {
