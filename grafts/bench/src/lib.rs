@@ -34,7 +34,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::hint::black_box;
 
-use graft_runtime::{Capabilities, PointSpec, Val, ValType};
+use graft_runtime::{Capabilities, PointSpec, Val, ValType, Vals};
 use serde_json::{Value, json};
 
 use graft_host::GraftHost;
@@ -331,7 +331,6 @@ pub fn run(
             &[ValType::I32],
         ))
         .map_err(|e| setup_error("declaring bench.empty", e))?;
-    let default = |args: &[Val]| vec![Val::I32(args[0].i32().unwrap_or(0) + 1)];
     let mut context = Vec::new();
     let direct = measure(now, plan, || {
         black_box(bare(black_box(&[Val::I32(1)])));
@@ -355,8 +354,12 @@ pub fn run(
     runtime
         .load("bench.null", null_module, Capabilities::NONE)
         .map_err(|e| setup_error("loading the null graft", e))?;
+    // What is measured must be a commit, not an abort.
+    if runtime.try_invoke_at(null, &mut context, &[Val::I32(1)]) != Some(Vals::one(Val::I32(1))) {
+        return Err("the null graft did not commit its argument".into());
+    }
     let null_graft = measure(now, plan, || {
-        black_box(runtime.invoke_at(null, &mut context, &[Val::I32(1)], default));
+        black_box(runtime.try_invoke_at(null, &mut context, &[Val::I32(1)]));
     });
     let null_graft_ns = record("null_graft", null_graft);
 
@@ -374,7 +377,7 @@ pub fn run(
             .map_err(|e| setup_error(sample.module_name, e))?;
         let mut context = sample.context.clone();
         let graft = measure(now, plan, || {
-            black_box(runtime.invoke_at(point, &mut context, &sample.args, |_| vec![Val::I32(0)]));
+            black_box(runtime.try_invoke_at(point, &mut context, &sample.args));
         });
         let native = sample.native.as_mut().map(|body| measure(now, plan, body));
         let mut row = json!({
@@ -437,7 +440,11 @@ mod tests {
         // The whole table, on std's clock, with stand-in modules of the
         // samples' signatures, compiled for this host.
         let compile = |text: &str| {
-            graft_runtime::compile(&wat::parse_str(text).unwrap(), graft_runtime::Target::Native).unwrap()
+            graft_runtime::compile(
+                &wat::parse_str(text).unwrap(),
+                graft_runtime::Target::Native,
+            )
+            .unwrap()
         };
         let module = |ty: &str| {
             compile(&alloc::format!(
@@ -448,7 +455,11 @@ mod tests {
         let cipher = compile(
             r#"(module (func (export "graft_main") (param i64) (result i32) (i32.const 0)))"#,
         );
-        let null = graft_runtime::compile(graft_runtime::testing::NULL_GRAFT, graft_runtime::Target::Native).unwrap();
+        let null = graft_runtime::compile(
+            graft_runtime::testing::NULL_GRAFT,
+            graft_runtime::Target::Native,
+        )
+        .unwrap();
         let modules = Modules {
             readahead: &i64_module,
             evict: &i32_module,

@@ -33,7 +33,7 @@ fn pick(host: &Shared, point: PointId, ready: &[TaskMeta]) -> Option<TaskId> {
     let results = host
         .runtime()
         .try_invoke_at(point, &mut context, &[Val::I32(shown as i32)])?;
-    match results.as_slice() {
+    match &results[..] {
         [Val::I32(i)] => ready.get(usize::try_from(*i).ok()?).map(|t| t.id),
         _ => None,
     }

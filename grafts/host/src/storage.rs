@@ -28,7 +28,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use graft_runtime::{Capabilities, Capability, ManageError, PointId, PointSpec, Val, ValType};
+use graft_runtime::{
+    Capabilities, Capability, ManageError, PointId, PointSpec, Val, ValType, Vals,
+};
 use unikernel::storage::{BLOCK, Block, BlockFilter, EvictionPolicy, Lru, Plain, ReadAhead};
 use unikernel::storage::{Sequential, Window};
 
@@ -120,7 +122,7 @@ fn point(host: &Shared, spec: PointSpec) -> Result<PointId, ManageError> {
 fn call(
     graft: &Option<(Shared, PointId)>,
     build: impl FnOnce() -> (Vec<u8>, Val),
-) -> Option<(Vec<Val>, Vec<u8>)> {
+) -> Option<(Vals, Vec<u8>)> {
     let (host, point) = graft.as_ref()?;
     let mut host = grafted(host, *point)?;
     let (mut context, arg) = build();
@@ -181,7 +183,7 @@ impl<P: EvictionPolicy> GraftEviction<P> {
             (context, Val::I32(candidates.len() as i32))
         };
         let (results, _) = call(&self.graft, build)?;
-        match results.as_slice() {
+        match &results[..] {
             [Val::I32(i)] => self.candidates.get(usize::try_from(*i).ok()?).copied(),
             _ => None,
         }
@@ -258,7 +260,7 @@ impl<R: ReadAhead> GraftReadAhead<R> {
     fn grafted(&mut self, block: u64) -> Option<Option<u64>> {
         let arg = Val::I64(i64::try_from(block).ok()?);
         let (results, _) = call(&self.graft, || (Vec::new(), arg))?;
-        match results.as_slice() {
+        match &results[..] {
             [Val::I64(-1)] => Some(None),
             [Val::I64(b)] => Some(u64::try_from(*b).ok().filter(|&b| b != block)),
             _ => None,

@@ -6,7 +6,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use wasmtime::{Caller, Engine, Extern, Linker};
+use wasmtime::{Caller, Engine, Linker};
 
 use crate::abi::{self, Capability};
 use crate::fault::AbortCause;
@@ -27,21 +27,20 @@ fn allow(caller: &Caller<'_, HostData>, capability: Capability) -> HostResult<()
     }
 }
 
-fn memory(caller: &mut Caller<'_, HostData>) -> HostResult<wasmtime::Memory> {
+/// The graft's exported memory (looked up once, at instantiation).
+fn memory(caller: &Caller<'_, HostData>) -> HostResult<wasmtime::Memory> {
     caller
-        .get_export("memory")
-        .and_then(Extern::into_memory)
+        .data()
+        .memory
         .ok_or_else(|| abort(AbortCause::BadArgument))
 }
 
+/// A copy of guest bytes `[ptr, ptr + len)`.
 fn read_guest(caller: &mut Caller<'_, HostData>, ptr: i32, len: i32) -> HostResult<Vec<u8>> {
     let memory = memory(caller)?;
-    let range = crate::state::checked_range(ptr, len, memory.data_size(&*caller)).map_err(abort)?;
-    let mut bytes = alloc::vec![0; range.len()];
-    memory
-        .read(&*caller, range.start, &mut bytes)
-        .map_err(|_| abort(AbortCause::BadArgument))?;
-    Ok(bytes)
+    let guest = memory.data(&*caller);
+    let range = crate::state::checked_range(ptr, len, guest.len()).map_err(abort)?;
+    Ok(guest[range].to_vec())
 }
 
 fn lift<T>(result: Result<T, AbortCause>) -> HostResult<T> {
@@ -65,19 +64,12 @@ pub fn linker(engine: &Engine) -> Linker<HostData> {
             "ctx_read",
             |mut c: Caller<'_, HostData>, offset: i32, ptr: i32, len: i32| -> HostResult<i32> {
                 allow(&c, Capability::Context)?;
-                let bytes = lift(
-                    c.data()
-                        .state
-                        .borrow()
-                        .context_slice(offset, len)
-                        .map(<[u8]>::to_vec),
-                )?;
-                let memory = memory(&mut c)?;
-                let range =
-                    crate::state::checked_range(ptr, len, memory.data_size(&c)).map_err(abort)?;
-                memory
-                    .write(&mut c, range.start, &bytes)
-                    .map_err(|_| abort(AbortCause::BadArgument))?;
+                // Straight from the context into guest memory, no copy between.
+                let (guest, data) = memory(&c)?.data_and_store_mut(&mut c);
+                let state = data.state.borrow();
+                let bytes = lift(state.context_slice(offset, len))?;
+                let range = crate::state::checked_range(ptr, len, guest.len()).map_err(abort)?;
+                guest[range].copy_from_slice(bytes);
                 Ok(len)
             },
         )
@@ -88,8 +80,9 @@ pub fn linker(engine: &Engine) -> Linker<HostData> {
             "ctx_write",
             |mut c: Caller<'_, HostData>, offset: i32, ptr: i32, len: i32| -> HostResult<i32> {
                 allow(&c, Capability::ContextWrite)?;
-                let bytes = read_guest(&mut c, ptr, len)?;
-                lift(c.data().state.borrow_mut().write_context(offset, &bytes))?;
+                let (guest, data) = memory(&c)?.data_and_store_mut(&mut c);
+                let range = crate::state::checked_range(ptr, len, guest.len()).map_err(abort)?;
+                lift(data.state.borrow_mut().write_context(offset, &guest[range]))?;
                 Ok(len)
             },
         )

@@ -22,7 +22,7 @@ use crate::point::PointSpec;
 use crate::sandbox::{self, Entry, HostData, Instance, Typed, ValidatedModule};
 use crate::state::{GraftId, HostState};
 use crate::stats::GraftStats;
-use crate::val::{Val, ValType};
+use crate::val::{MAX_VALUES, Val, ValType, Vals};
 
 /// An installed graft: its id, and the rest in a cell borrowed exactly
 /// while the graft runs.
@@ -66,11 +66,11 @@ pub(crate) struct Core {
 }
 
 /// One call's outcome. `Ok(None)`: its guard declined.
-pub(crate) type Outcome = Result<Option<Vec<Val>>, AbortCause>;
+pub(crate) type Outcome = Result<Option<Vals>, AbortCause>;
 
 /// What a dispatch of an event point did: each handler that ran and its
 /// committed results or abort cause.
-pub(crate) type Outcomes = Vec<(GraftId, Result<Vec<Val>, AbortCause>)>;
+pub(crate) type Outcomes = Vec<(GraftId, Result<Vals, AbortCause>)>;
 
 impl Core {
     /// The spec of point `index` and a snapshot of its grafts (the list may
@@ -231,10 +231,6 @@ impl Core {
     }
 }
 
-/// The most parameters or results a graft function has (points and
-/// accessors take at most four).
-const MAX_VALUES: usize = 4;
-
 /// Calls `entry` with `args`, expecting `results` of those types, under the
 /// platform's CPU-fault recovery: typed when the signature allows.
 pub(crate) fn call_func(
@@ -243,7 +239,7 @@ pub(crate) fn call_func(
     entry: &Entry,
     args: &[Val],
     results: &[ValType],
-) -> Result<Vec<Val>, AbortCause> {
+) -> Result<Vals, AbortCause> {
     macro_rules! typed {
         ($f:expr, $arg:expr, $wrap:path) => {{
             let mut out = None;
@@ -252,7 +248,7 @@ pub(crate) fn call_func(
             let value = out
                 .ok_or(AbortCause::OtherTrap)?
                 .map_err(|e| sandbox::cause_of(&e))?;
-            Ok(alloc::vec![$wrap(value)])
+            Ok(Vals::one($wrap(value)))
         }};
     }
     match (&entry.typed, args, results) {
@@ -271,7 +267,7 @@ fn call_dynamic(
     func: wasmtime::Func,
     args: &[Val],
     results: &[ValType],
-) -> Result<Vec<Val>, AbortCause> {
+) -> Result<Vals, AbortCause> {
     if args.len() > MAX_VALUES || results.len() > MAX_VALUES {
         return Err(AbortCause::BadArgument);
     }
@@ -290,12 +286,12 @@ fn call_dynamic(
     })
     .map_err(|_| AbortCause::CpuFault)?;
     called.map_err(|e| sandbox::cause_of(&e))?;
-    raw[..results.len()]
-        .iter()
-        .zip(results)
-        .map(|(value, ty)| match Val::from_engine(value) {
-            Some(v) if v.ty() == *ty => Ok(v),
+    match (&raw[..results.len()], results) {
+        ([], []) => Ok(Vals::EMPTY),
+        ([value], [ty]) => match Val::from_engine(value) {
+            Some(v) if v.ty() == *ty => Ok(Vals::one(v)),
             _ => Err(AbortCause::InvalidReturn),
-        })
-        .collect()
+        },
+        _ => Err(AbortCause::BadArgument),
+    }
 }

@@ -65,4 +65,4 @@ pub use runtime::{GraftInfo, ManageError, PointId, Revocation, Runtime};
 pub use sandbox::LoadError;
 pub use state::{Clock, GraftId, HostState, Limits};
 pub use stats::GraftStats;
-pub use val::{Val, ValType};
+pub use val::{MAX_RESULTS, MAX_VALUES, Val, ValType, Vals};

@@ -16,7 +16,7 @@ use crate::point::{Kind, PointSpec};
 use crate::sandbox::{self, Binding, LoadError};
 use crate::state::{Clock, GraftId, HostState, Limits};
 use crate::stats::GraftStats;
-use crate::val::Val;
+use crate::val::{Val, Vals};
 
 /// A declared graft point's handle (points are never removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub enum ManageError {
     UnknownPoint(String),
     UnknownGraft(GraftId),
     DuplicatePoint(String),
+    /// A point may return at most [`crate::MAX_RESULTS`] values.
+    TooManyResults(String),
 }
 
 impl core::fmt::Display for ManageError {
@@ -66,6 +68,11 @@ impl core::fmt::Display for ManageError {
             ManageError::UnknownPoint(p) => write!(f, "no graft point named `{p}`"),
             ManageError::UnknownGraft(g) => write!(f, "no graft {g} at that point"),
             ManageError::DuplicatePoint(p) => write!(f, "graft point `{p}` is declared twice"),
+            ManageError::TooManyResults(p) => write!(
+                f,
+                "graft point `{p}` returns more than {} value",
+                crate::val::MAX_RESULTS
+            ),
         }
     }
 }
@@ -106,6 +113,9 @@ impl Runtime {
     /// Declares a graft point, and resolves the `emits` names of every
     /// point (this one's, and others' that name it).
     pub fn declare(&mut self, spec: PointSpec) -> Result<(), ManageError> {
+        if spec.results.len() > crate::val::MAX_RESULTS {
+            return Err(ManageError::TooManyResults(spec.name));
+        }
         let mut points = self.core.points.borrow_mut();
         if points.iter().any(|p| p.spec.name == spec.name) {
             return Err(ManageError::DuplicatePoint(spec.name));
@@ -400,7 +410,7 @@ impl Runtime {
         default: impl FnOnce(&[Val]) -> Vec<Val>,
     ) -> Vec<Val> {
         match self.try_invoke_at(point, context, args) {
-            Some(results) => results,
+            Some(results) => results.to_vec(),
             None => default(args),
         }
     }
@@ -414,7 +424,7 @@ impl Runtime {
         point: PointId,
         context: &mut Vec<u8>,
         args: &[Val],
-    ) -> Option<Vec<Val>> {
+    ) -> Option<Vals> {
         if !self.is_grafted_at(point) {
             return None;
         }
@@ -423,12 +433,7 @@ impl Runtime {
 
     /// The slow half of [`Runtime::try_invoke_at`]: a graft is installed.
     /// `None`: it aborted (or its guard declined), the default serves.
-    fn call_replace(
-        &mut self,
-        index: usize,
-        context: &mut Vec<u8>,
-        args: &[Val],
-    ) -> Option<Vec<Val>> {
+    fn call_replace(&mut self, index: usize, context: &mut Vec<u8>, args: &[Val]) -> Option<Vals> {
         let (spec, slot) = {
             let points = self.core.points.borrow();
             let point = points.get(index)?;
@@ -447,7 +452,7 @@ impl Runtime {
         point: &str,
         context: &mut Vec<u8>,
         args: &[Val],
-    ) -> Vec<(GraftId, Result<Vec<Val>, AbortCause>)> {
+    ) -> Vec<(GraftId, Result<Vals, AbortCause>)> {
         match self.point_id(point) {
             Some(id) => self.dispatch_at(id, context, args),
             None => Vec::new(),
@@ -460,7 +465,7 @@ impl Runtime {
         point: PointId,
         context: &mut Vec<u8>,
         args: &[Val],
-    ) -> Vec<(GraftId, Result<Vec<Val>, AbortCause>)> {
+    ) -> Vec<(GraftId, Result<Vals, AbortCause>)> {
         if !self.is_grafted_at(point) {
             return Vec::new();
         }

@@ -107,6 +107,8 @@ pub struct HostData {
     pub(crate) capabilities: Capabilities,
     limits: StoreLimits,
     pub(crate) log: Vec<String>,
+    /// The graft's exported memory, which the accessors read and write.
+    pub(crate) memory: Option<wasmtime::Memory>,
 }
 
 /// Whose store it is: what an instance is bound to.
@@ -300,6 +302,7 @@ pub(crate) fn instantiate(
         capabilities: binding.capabilities,
         limits,
         log: Vec::new(),
+        memory: None,
     };
     let mut store = Store::new(linker.engine(), data);
     store.limiter(|data| &mut data.limits);
@@ -322,6 +325,8 @@ pub(crate) fn instantiate(
             ));
         }
     };
+    let memory = instance.get_memory(&mut store, "memory");
+    store.data_mut().memory = memory;
     let mut entry = |name: &str| {
         instance
             .get_func(&mut store, name)

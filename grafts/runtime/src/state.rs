@@ -58,9 +58,11 @@ pub type GraftId = u32;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Undo {
+    /// Context bytes `[offset, offset + len)` held `undo_bytes[at..at + len]`.
     Context {
         offset: usize,
-        old: Vec<u8>,
+        at: usize,
+        len: usize,
     },
     Map {
         graft: GraftId,
@@ -80,14 +82,20 @@ enum Undo {
         owner: GraftId,
         bytes: Vec<u8>,
     },
+    /// A record of a graft that was released mid-transaction: nothing to
+    /// undo (kept in place so that the savepoints stay valid).
+    Forgotten,
 }
 
-/// One (possibly nested) transaction.
+/// One (possibly nested) transaction: savepoints into the shared undo log,
+/// its byte arena and the lock list. Its records and locks are those from
+/// its marks to the ends (the inner transactions' come after).
 #[derive(Debug)]
 struct Txn {
     graft: GraftId,
-    undo: Vec<Undo>,
-    locks: Vec<i32>,
+    undo: usize,
+    bytes: usize,
+    locks: usize,
     /// The context frame it began in.
     frame: u32,
 }
@@ -110,6 +118,14 @@ pub struct HostState {
     /// Lock id → depth of the transaction holding it (usize::MAX: the host).
     lock_holders: BTreeMap<i32, usize>,
     txns: Vec<Txn>,
+    /// The open transactions' undo records, oldest first (one log with
+    /// savepoints: opening and committing a transaction allocates nothing
+    /// once the log has grown).
+    undo: Vec<Undo>,
+    /// Old context bytes of the `Undo::Context` records.
+    undo_bytes: Vec<u8>,
+    /// Locks the open transactions took, in order.
+    locks: Vec<i32>,
     /// Context frames entered by emitted events (0: the host's call).
     frame: u32,
     pub(crate) limits: Limits,
@@ -125,6 +141,9 @@ impl HostState {
             buffers: Vec::new(),
             lock_holders: BTreeMap::new(),
             txns: Vec::new(),
+            undo: Vec::new(),
+            undo_bytes: Vec::new(),
+            locks: Vec::new(),
             frame: 0,
             limits,
             clock,
@@ -141,8 +160,9 @@ impl HostState {
     pub fn begin(&mut self, graft: GraftId) {
         self.txns.push(Txn {
             graft,
-            undo: Vec::new(),
-            locks: Vec::new(),
+            undo: self.undo.len(),
+            bytes: self.undo_bytes.len(),
+            locks: self.locks.len(),
             frame: self.frame,
         });
     }
@@ -166,27 +186,31 @@ impl HostState {
     /// Commits the innermost transaction.
     pub fn commit(&mut self) {
         let txn = self.txns.pop().expect("commit without a transaction");
-        match self.txns.last_mut() {
+        match self.txns.last() {
             Some(outer) => {
-                // Durable only when the outer transaction commits; records of
-                // an emitted event's context die with that context.
-                if outer.frame == txn.frame {
-                    outer.undo.extend(txn.undo);
-                } else {
-                    let durable = txn
-                        .undo
-                        .into_iter()
-                        .filter(|r| !matches!(r, Undo::Context { .. }));
-                    outer.undo.extend(durable);
+                // The records pass to the outer transaction, which owns
+                // everything after its marks: durable only when it commits.
+                // Records of an emitted event's context die with that
+                // context.
+                if outer.frame != txn.frame {
+                    for record in &mut self.undo[txn.undo..] {
+                        if matches!(record, Undo::Context { .. }) {
+                            *record = Undo::Forgotten;
+                        }
+                    }
                 }
-                for lock in txn.locks {
-                    self.lock_holders.insert(lock, self.txns.len() - 1);
-                    self.txns.last_mut().expect("outer").locks.push(lock);
+                let depth = self.txns.len() - 1;
+                for lock in &self.locks[txn.locks..] {
+                    self.lock_holders.insert(*lock, depth);
                 }
             }
             None => {
-                for lock in txn.locks {
-                    self.lock_holders.remove(&lock);
+                self.undo.clear();
+                self.undo_bytes.clear();
+                if !self.locks.is_empty() {
+                    for lock in self.locks.drain(..) {
+                        self.lock_holders.remove(&lock);
+                    }
                 }
             }
         }
@@ -195,61 +219,70 @@ impl HostState {
     /// Aborts the innermost transaction: undo in reverse, release, free.
     pub fn abort(&mut self) {
         let txn = self.txns.pop().expect("abort without a transaction");
-        for record in txn.undo.into_iter().rev() {
-            match record {
-                Undo::Context { offset, old } => {
-                    self.context[offset..offset + old.len()].copy_from_slice(&old);
-                }
-                Undo::Map {
-                    graft,
-                    map,
-                    key,
-                    old,
-                } => {
-                    let entries = self.maps.entry((graft, map)).or_default();
-                    match old {
-                        Some(value) => entries.insert(key, value),
-                        None => entries.remove(&key),
-                    };
-                    if entries.is_empty() {
-                        self.maps.remove(&(graft, map));
-                    }
-                }
-                Undo::Counter { index, old } => self.counters[index] = old,
-                Undo::Buffer { handle } => {
-                    if let Some(slot) = self.buffers.get_mut(handle as usize) {
-                        *slot = None;
-                    }
-                }
-                Undo::BufferFreed {
-                    handle,
-                    owner,
-                    bytes,
-                } => {
-                    if let Some(slot) = self.buffers.get_mut(handle as usize) {
-                        *slot = Some(Buffer { owner, bytes });
-                    }
-                }
+        while self.undo.len() > txn.undo {
+            let record = self.undo.pop().expect("a record after the savepoint");
+            self.undo_one(record);
+        }
+        self.undo_bytes.truncate(txn.bytes);
+        if self.locks.len() > txn.locks {
+            for lock in self.locks.drain(txn.locks..) {
+                self.lock_holders.remove(&lock);
             }
         }
-        for lock in txn.locks {
-            self.lock_holders.remove(&lock);
+    }
+
+    /// Reverts one change.
+    fn undo_one(&mut self, record: Undo) {
+        match record {
+            Undo::Context { offset, at, len } => {
+                self.context[offset..offset + len].copy_from_slice(&self.undo_bytes[at..at + len]);
+            }
+            Undo::Map {
+                graft,
+                map,
+                key,
+                old,
+            } => {
+                let entries = self.maps.entry((graft, map)).or_default();
+                match old {
+                    Some(value) => entries.insert(key, value),
+                    None => entries.remove(&key),
+                };
+                if entries.is_empty() {
+                    self.maps.remove(&(graft, map));
+                }
+            }
+            Undo::Counter { index, old } => self.counters[index] = old,
+            Undo::Buffer { handle } => {
+                if let Some(slot) = self.buffers.get_mut(handle as usize) {
+                    *slot = None;
+                }
+            }
+            Undo::BufferFreed {
+                handle,
+                owner,
+                bytes,
+            } => {
+                if let Some(slot) = self.buffers.get_mut(handle as usize) {
+                    *slot = Some(Buffer { owner, bytes });
+                }
+            }
+            Undo::Forgotten => {}
         }
     }
 
     fn undo_records(&self) -> usize {
-        self.txns.iter().map(|t| t.undo.len()).sum()
+        self.undo.len()
     }
 
     fn log_undo(&mut self, record: Undo) -> Result<(), AbortCause> {
+        if self.txns.is_empty() {
+            return Err(AbortCause::ForbiddenAccessor);
+        }
         if self.undo_records() >= self.limits.undo_records {
             return Err(AbortCause::ResourceLimit);
         }
-        self.txns
-            .last_mut()
-            .ok_or(AbortCause::ForbiddenAccessor)?
-            .undo
-            .push(record);
+        self.undo.push(record);
         Ok(())
     }
 
@@ -272,11 +305,13 @@ impl HostState {
     pub fn write_context(&mut self, offset: i32, bytes: &[u8]) -> Result<(), AbortCause> {
         let len = i32::try_from(bytes.len()).map_err(|_| AbortCause::BadArgument)?;
         let range = checked_range(offset, len, self.context.len())?;
-        let old = self.context[range.clone()].to_vec();
         self.log_undo(Undo::Context {
             offset: range.start,
-            old,
+            at: self.undo_bytes.len(),
+            len: range.len(),
         })?;
+        self.undo_bytes
+            .extend_from_slice(&self.context[range.clone()]);
         self.context[range].copy_from_slice(bytes);
         Ok(())
     }
@@ -355,7 +390,7 @@ impl HostState {
             Some(_) => Err(AbortCause::LockTimeout),
             None => {
                 self.lock_holders.insert(id, depth);
-                self.txns[depth].locks.push(id);
+                self.locks.push(id);
                 Ok(())
             }
         }
@@ -441,12 +476,15 @@ impl HostState {
                 .get(handle as usize)
                 .is_some_and(|b| b.as_ref().is_some_and(|b| b.owner == graft))
         };
-        for txn in &mut self.txns {
-            txn.undo.retain(|record| match *record {
-                Undo::Map { graft: owner, .. } | Undo::BufferFreed { owner, .. } => owner != graft,
-                Undo::Buffer { handle } => !owned(handle),
-                _ => true,
-            });
+        for record in &mut self.undo {
+            let theirs = match *record {
+                Undo::Map { graft: owner, .. } | Undo::BufferFreed { owner, .. } => owner == graft,
+                Undo::Buffer { handle } => owned(handle),
+                _ => false,
+            };
+            if theirs {
+                *record = Undo::Forgotten;
+            }
         }
         for slot in &mut self.buffers {
             if slot.as_ref().is_some_and(|b| b.owner == graft) {

@@ -69,6 +69,98 @@ impl Val {
     }
 }
 
+/// The most parameters a graft function has (points and accessors take at
+/// most four).
+pub const MAX_VALUES: usize = 4;
+
+/// The most results a graft point has: one (a verdict, a choice, a count).
+/// [`crate::Runtime::declare`] refuses a point with more.
+pub const MAX_RESULTS: usize = 1;
+
+/// How many results a [`Vals`] holds (an enum, so that `Option<Vals>` and
+/// `Result<Vals, _>` need no room of their own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Count {
+    Zero,
+    One,
+}
+
+/// A call's results, held inline: a graft call allocates nothing to return
+/// them, and they are small enough to pass in registers and plain moves.
+#[derive(Clone, Copy)]
+pub struct Vals {
+    count: Count,
+    vals: [Val; MAX_RESULTS],
+}
+
+impl Vals {
+    /// No values.
+    pub const EMPTY: Vals = Vals {
+        count: Count::Zero,
+        vals: [Val::I32(0)],
+    };
+
+    /// `values`, or `None` if there are more than [`MAX_RESULTS`].
+    pub fn from_slice(values: &[Val]) -> Option<Vals> {
+        match *values {
+            [] => Some(Vals::EMPTY),
+            [value] => Some(Vals::one(value)),
+            _ => None,
+        }
+    }
+
+    /// One value.
+    pub const fn one(value: Val) -> Vals {
+        Vals {
+            count: Count::One,
+            vals: [value],
+        }
+    }
+}
+
+impl core::ops::Deref for Vals {
+    type Target = [Val];
+
+    fn deref(&self) -> &[Val] {
+        match self.count {
+            Count::Zero => &[],
+            Count::One => &self.vals,
+        }
+    }
+}
+
+impl core::fmt::Debug for Vals {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Vals {
+    fn eq(&self, other: &Vals) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Vals {}
+
+impl PartialEq<[Val]> for Vals {
+    fn eq(&self, other: &[Val]) -> bool {
+        **self == *other
+    }
+}
+
+impl<const N: usize> PartialEq<[Val; N]> for Vals {
+    fn eq(&self, other: &[Val; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl PartialEq<alloc::vec::Vec<Val>> for Vals {
+    fn eq(&self, other: &alloc::vec::Vec<Val>) -> bool {
+        **self == other[..]
+    }
+}
+
 impl ValType {
     /// Whether the engine's type is this one.
     pub(crate) fn matches(self, ty: &wasmtime::ValType) -> bool {
@@ -97,5 +189,21 @@ mod tests {
         assert_eq!(Val::from_engine(&wasmtime::Val::F32(0)), None);
         assert_eq!(Val::I32(3).i64(), None);
         assert_eq!(Val::I64(3).i64(), Some(3));
+    }
+
+    #[test]
+    fn vals_hold_a_result_inline_in_three_words() {
+        assert_eq!(Vals::from_slice(&[Val::I64(2)]).unwrap(), [Val::I64(2)]);
+        assert_eq!(Vals::from_slice(&[]).unwrap(), Vals::EMPTY);
+        assert!(Vals::from_slice(&[Val::I32(0); 2]).is_none());
+        assert!(Vals::EMPTY.is_empty());
+        assert_eq!(format!("{:?}", Vals::one(Val::I32(7))), "[I32(7)]");
+        // Small enough to move without a memcpy call, with or without an
+        // outcome around it.
+        assert_eq!(core::mem::size_of::<Vals>(), 24);
+        assert_eq!(
+            core::mem::size_of::<Result<Option<Vals>, crate::AbortCause>>(),
+            24
+        );
     }
 }

@@ -11,7 +11,7 @@ use graft_runtime::abi::emit_verdict;
 use graft_runtime::testing::Ticks;
 use graft_runtime::{
     AbortCause, Capabilities, FaultAction, GraftId, Limits, LoadError, PointSpec, Runtime, Val,
-    ValType,
+    ValType, Vals,
 };
 use proptest::prelude::*;
 
@@ -263,7 +263,7 @@ fn relay(counter: i32) -> Vec<u8> {
     ))
 }
 
-fn dispatch(rt: &mut Runtime, point: &str) -> Vec<(GraftId, Result<Vec<Val>, AbortCause>)> {
+fn dispatch(rt: &mut Runtime, point: &str) -> Vec<(GraftId, Result<Vals, AbortCause>)> {
     rt.dispatch(point, &mut b"HOST".to_vec(), &[Val::I64(ARG)])
 }
 

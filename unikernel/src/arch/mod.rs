@@ -36,11 +36,13 @@ use spin::Once;
 
 use crate::memory::{FRAME_SIZE, FRAMES};
 use crate::task::{Executor, Platform, SchedPolicy, has_pending_work};
-use crate::time::{Calibration, Instant};
+use crate::time::{Calibration, Instant, TscScale};
 
 const MIB: u64 = 1 << 20;
 
 static CALIBRATION: Once<Calibration> = Once::new();
+/// The calibrated TSC rate as a multiply-and-shift (what clock reads use).
+static SCALE: Once<TscScale> = Once::new();
 static CMDLINE: Once<&'static str> = Once::new();
 
 unsafe extern "Rust" {
@@ -65,15 +67,19 @@ fn calibration() -> &'static Calibration {
 
 /// The monotonic clock (calibrates the TSC on first use).
 pub fn clock_now() -> Instant {
+    let scale = SCALE.call_once(|| TscScale::new(calibration().tsc_hz));
     let ticks = tsc::now().saturating_sub(boot::entry_tsc());
-    Instant::from_nanos(calibration().tsc_to_ns(ticks))
+    Instant::from_nanos(scale.to_ns(ticks))
 }
 
 /// Uptime for log lines, only once the clock is calibrated (logging never
 /// triggers a calibration).
 pub fn uptime_if_calibrated() -> Option<u64> {
-    let calibration = CALIBRATION.get()?;
-    Some(calibration.tsc_to_ns(tsc::now().saturating_sub(boot::entry_tsc())))
+    let scale = match SCALE.get() {
+        Some(scale) => *scale,
+        None => TscScale::new(CALIBRATION.get()?.tsc_hz),
+    };
+    Some(scale.to_ns(tsc::now().saturating_sub(boot::entry_tsc())))
 }
 
 /// Rust's first code: brings the machine up and runs the image.

@@ -1,8 +1,11 @@
 //! A stream-cipher filter for the `cache.filter` replace point:
 //! `graft_main(block) -> 0`, with the block's bytes as context, rewritten in
 //! place with a keystream derived from the key and the block number, so
-//! applying it twice restores the plaintext. The keystream generator
-//! (xorshift64*) shows the mechanism; it is not a secure cipher.
+//! applying it twice restores the plaintext. The graft reads the block in
+//! 512-byte chunks through one [`Keystream`], so each byte costs what it
+//! costs the native body, which applies it to the whole block at once. The
+//! keystream generator (xorshift64*) shows the mechanism; it is not a
+//! secure cipher.
 #![cfg_attr(any(target_arch = "wasm32", target_os = "none"), no_std)]
 #![forbid(unsafe_code)]
 
@@ -10,31 +13,69 @@ use graft_sdk::{context_len, context_read, context_write};
 
 const KEY: u64 = 0x5eed_c0de_f00d_1234;
 
-/// XORs `bytes` (at `offset` within block `block`) with the keystream.
-pub fn apply(block: u64, offset: usize, bytes: &mut [u8]) {
-    let mut state = KEY ^ block.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut word = 0u64;
-    for i in 0..offset + bytes.len() {
-        if i % 8 == 0 {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            word = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+/// The keystream of one block, consumed in order: each byte of the block
+/// is XORed with the next keystream byte, whatever the chunks it comes in.
+pub struct Keystream {
+    state: u64,
+    word: u64,
+    /// Bytes of the block consumed so far.
+    at: usize,
+}
+
+impl Keystream {
+    /// The keystream of block `block`, at its first byte.
+    pub fn new(block: u64) -> Keystream {
+        Keystream {
+            state: KEY ^ block.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            word: 0,
+            at: 0,
         }
-        if i >= offset {
-            bytes[i - offset] ^= (word >> ((i % 8) * 8)) as u8;
+    }
+
+    /// The next keystream byte.
+    fn next_byte(&mut self) -> u8 {
+        if self.at.is_multiple_of(8) {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            self.word = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        }
+        let byte = (self.word >> ((self.at % 8) * 8)) as u8;
+        self.at += 1;
+        byte
+    }
+
+    /// XORs `bytes`, the block's next bytes, with the keystream.
+    pub fn apply(&mut self, bytes: &mut [u8]) {
+        for byte in bytes {
+            *byte ^= self.next_byte();
+        }
+    }
+
+    /// Passes over the block's next `n` bytes.
+    pub fn skip(&mut self, n: usize) {
+        for _ in 0..n {
+            self.next_byte();
         }
     }
 }
 
+/// XORs `bytes` (at `offset` within block `block`) with the keystream.
+pub fn apply(block: u64, offset: usize, bytes: &mut [u8]) {
+    let mut keystream = Keystream::new(block);
+    keystream.skip(offset);
+    keystream.apply(bytes);
+}
+
 fn filter(block: i64) -> i32 {
     let len = context_len();
+    let mut keystream = Keystream::new(block as u64);
     let mut chunk = [0u8; 512];
     let mut offset = 0;
     while offset < len {
         let n = chunk.len().min(len - offset);
         context_read(offset, &mut chunk[..n]);
-        apply(block as u64, offset, &mut chunk[..n]);
+        keystream.apply(&mut chunk[..n]);
         context_write(offset, &chunk[..n]);
         offset += n;
     }
