@@ -45,6 +45,7 @@ mod call;
 pub mod engine;
 mod events;
 pub mod fault;
+mod maps;
 pub mod point;
 pub mod runtime;
 pub mod sandbox;

@@ -20,6 +20,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::fault::AbortCause;
+use crate::maps::Maps;
 
 /// Bounds on what one graft may hold.
 #[derive(Clone, Copy, Debug)]
@@ -113,7 +114,7 @@ pub struct HostState {
     pub(crate) context: Vec<u8>,
     /// Host counters (the point's typed state).
     counters: Vec<i64>,
-    maps: BTreeMap<(GraftId, i32), BTreeMap<i64, i64>>,
+    maps: Maps,
     buffers: Vec<Option<Buffer>>,
     /// Lock id → depth of the transaction holding it (usize::MAX: the host).
     lock_holders: BTreeMap<i32, usize>,
@@ -137,7 +138,7 @@ impl HostState {
         HostState {
             context: Vec::new(),
             counters: alloc::vec![0; counters],
-            maps: BTreeMap::new(),
+            maps: Maps::default(),
             buffers: Vec::new(),
             lock_holders: BTreeMap::new(),
             txns: Vec::new(),
@@ -243,14 +244,7 @@ impl HostState {
                 key,
                 old,
             } => {
-                let entries = self.maps.entry((graft, map)).or_default();
-                match old {
-                    Some(value) => entries.insert(key, value),
-                    None => entries.remove(&key),
-                };
-                if entries.is_empty() {
-                    self.maps.remove(&(graft, map));
-                }
+                self.maps.set(graft, map, key, old);
             }
             Undo::Counter { index, old } => self.counters[index] = old,
             Undo::Buffer { handle } => {
@@ -317,10 +311,7 @@ impl HostState {
     }
 
     pub fn map_get(&self, graft: GraftId, map: i32, key: i64) -> Option<i64> {
-        self.maps
-            .get(&(graft, map))
-            .and_then(|m| m.get(&key))
-            .copied()
+        self.maps.get(graft, map, key)
     }
 
     /// Puts `key → value` in the calling graft's map `map` (undoable).
@@ -330,9 +321,8 @@ impl HostState {
             return Err(AbortCause::BadArgument);
         }
         let limit = self.limits.map_entries;
-        let entries = self.maps.get(&(graft, map));
-        let old = entries.and_then(|m| m.get(&key)).copied();
-        if old.is_none() && entries.map_or(0, BTreeMap::len) >= limit {
+        let old = self.maps.get(graft, map, key);
+        if old.is_none() && self.maps.len(graft, map) >= limit {
             return Err(AbortCause::ResourceLimit);
         }
         self.log_undo(Undo::Map {
@@ -341,10 +331,7 @@ impl HostState {
             key,
             old,
         })?;
-        self.maps
-            .entry((graft, map))
-            .or_default()
-            .insert(key, value);
+        self.maps.set(graft, map, key, Some(value));
         Ok(())
     }
 
@@ -491,16 +478,12 @@ impl HostState {
                 *slot = None;
             }
         }
-        self.maps.retain(|&(owner, _), _| owner != graft);
+        self.maps.release(graft);
     }
 
     /// Entries in all of `graft`'s maps.
     pub fn map_entries(&self, graft: GraftId) -> usize {
-        self.maps
-            .iter()
-            .filter(|((owner, _), _)| *owner == graft)
-            .map(|(_, m)| m.len())
-            .sum()
+        self.maps.entries_of(graft)
     }
 }
 
