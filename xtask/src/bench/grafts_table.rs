@@ -159,7 +159,7 @@ pub fn section(mode: &str, image: &Value, host: &Value) -> String {
         abort10 / 1000.0,
         ns(host, "abort10_ns") / 1000.0,
     ));
-    md.push_str(&native_targets(&mode, image, host));
+    md.push_str(&native_targets(mode, image, host));
     if image["instructions"].is_object() {
         md.push_str(&instructions(&image["instructions"]));
     }
