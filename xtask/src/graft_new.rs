@@ -290,8 +290,8 @@ fn lib_rs(name: &str, point: &Point) -> String {
             format!(
                 "    // The first bytes of the context (at most 16).\n\
                  \x20   let mut head = [0u8; 16];\n\
-                 \x20   let n = context_len().min(head.len());\n\
-                 \x20   context_read(0, &mut head[..n]);\n\
+                 \x20   let got = context_len().min(head.len());\n\
+                 \x20   context_read(0, &mut head[..got]);\n\
                  \x20   let _ = ({}, head);\n",
                 abi.param
             ),
@@ -308,7 +308,11 @@ fn lib_rs(name: &str, point: &Point) -> String {
              //! (`graft_sdk::graft_guard!`) can keep it to the calls it cares about."
         ),
     };
-    let arg_type = point.spec.params.first().map_or("i32", rust_type);
+    // The example's argument (an i64) as the entry function takes it.
+    let arg = match point.spec.params.first() {
+        Some(ValType::I64) => "ABI.example_arg".to_string(),
+        other => format!("ABI.example_arg as {}", other.map_or("i32", rust_type)),
+    };
     format!(
         r#"//! `{name}`: a graft for `{point}` (made by `cargo xtask graft new`).
 //!
@@ -342,7 +346,7 @@ mod tests {{
     #[test]
     fn the_example_call_changes_nothing() {{
         let mut call = Call::new(ABI.example_context);
-        let result = call.run(|| super::on_call(ABI.example_arg as {arg_type}));
+        let result = call.run(|| super::on_call({arg}));
         assert_eq!(result, super::{neutral});
         assert_eq!(call.context, ABI.example_context);
     }}
@@ -470,20 +474,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let made = scaffold("slow-path", "cache.readahead", Some(&dir.path().join("g"))).unwrap();
         let lib = std::fs::read_to_string(made.join("src/lib.rs")).unwrap();
-        assert!(lib.contains("pub fn on_call(block: i64) -> i64 {"), "{lib}");
-        assert!(
-            lib.contains("graft_main!(on_call: fn(block: i64) -> i64)"),
-            "{lib}"
-        );
-        assert!(
-            lib.contains("use graft_sdk::points::cache_readahead::NONE;"),
-            "{lib}"
-        );
-        assert!(lib.contains("ABI.example_arg as i64"), "{lib}");
-        assert!(
-            !lib.contains("context_read"),
-            "cache.readahead has no context: {lib}"
-        );
+        for expected in [
+            "pub fn on_call(block: i64) -> i64 {",
+            "graft_main!(on_call: fn(block: i64) -> i64)",
+            "use graft_sdk::points::cache_readahead::NONE;",
+            "super::on_call(ABI.example_arg));",
+        ] {
+            assert!(lib.contains(expected), "no {expected:?} in:\n{lib}");
+        }
+        assert!(!lib.contains("context_read"), "no context to read: {lib}");
         let manifest = std::fs::read_to_string(made.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"slow-path\""), "{manifest}");
         assert!(manifest.contains("\n[workspace]\n"), "{manifest}");
@@ -502,6 +501,28 @@ mod tests {
         assert_eq!(sdk_path(&sdk, Path::new("/nowhere/g")), sdk);
         let config = std::fs::read_to_string(made.join(".cargo/config.toml")).unwrap();
         assert!(config.contains("-zstack-size="), "{config}");
+    }
+
+    #[test]
+    fn every_points_new_crate_passes_its_host_test_without_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in points() {
+            let name = format!("g-{}", p.module().replace('_', "-"));
+            let made = scaffold(&name, p.abi.name, Some(&dir.path().join(&name))).unwrap();
+            let out = std::process::Command::new(env!("CARGO"))
+                .current_dir(&made)
+                .args(["test", "--quiet"])
+                .env("CARGO_TARGET_DIR", dir.path().join("target"))
+                .env("RUSTFLAGS", "-D warnings")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.abi.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]
