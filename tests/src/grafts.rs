@@ -285,6 +285,17 @@ pub fn refusal(reply: &Reply) -> &str {
     }
 }
 
+/// The HTTP status curl gets for `path` from `addr` (`000` if none).
+pub fn status(addr: SocketAddr, path: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["--max-time", "30"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// One `GET /hello.txt` on a new connection; true if it got a 200 within `limit`.
 pub fn get_ok(addr: SocketAddr, limit: std::time::Duration) -> bool {
     let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, limit) else {

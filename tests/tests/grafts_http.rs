@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tests::Qemu;
-use tests::grafts::{ALL, Control, HOSTILE, get_ok, refusal, sample, sealed, wasm};
+use tests::grafts::{ALL, Control, HOSTILE, get_ok, refusal, sample, sealed, status, wasm};
 use tests::guest::Guest;
 
 const READY: &str = "http: serving on";
@@ -328,22 +328,7 @@ fn an_http_request_graft_answers_for_the_server_and_aborts_change_nothing() {
             (i32.const 0)))"#,
     );
     control.load_ok("http.request", &sealed("http.request", "context", &gate));
-    let status = |path: &str| {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "30",
-            ])
-            .arg(format!("http://{}{path}", guest.addr_of(80)))
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let status = |path: &str| status(guest.addr_of(80), path);
     assert_eq!(status("/private/key"), "403");
     assert_eq!(status("/hello.txt"), "200");
     // A handler that answers nonsense (42 is no HTTP status) is aborted:

@@ -1,8 +1,10 @@
 //! `cargo xtask graft …`: managing the grafts in a running image, in the
 //! manner of `bpftool prog load/show`.
 //!
-//! Each subcommand is one request to the image's graft control channel
-//! ([`crate::graft_client`]): `load` and `replace` first compile the module
+//! Each subcommand but `new`, `points` and `key` is one request to the
+//! image's graft control channel ([`crate::graft_client`]): `load` and
+//! `replace` first build a graft crate given as a directory
+//! ([`crate::grafts::build_crate`]), compile the module
 //! to the images' machine code (Wasmtime's Cranelift, ahead of time) and
 //! sign the artifact with the development key ([`crate::keys`]) under a
 //! fresh sequence number. The
@@ -40,12 +42,26 @@ pub struct GraftArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum GraftCmd {
+    /// Create a graft crate on the SDK for a graft point: its entry function, constants and a host test.
+    New {
+        /// The crate's name.
+        name: String,
+        /// The graft point (see `graft points`).
+        #[arg(long)]
+        point: String,
+        /// The crate's directory (must not exist) [default: ./NAME].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The graft points: kind, signature, context, result, capabilities, budget (markdown).
+    Points,
     /// Sign a module with the development key and load it at a graft point.
     Load {
         /// The graft point (e.g. net.rx).
         point: String,
-        /// A .wasm file, a sample's name (packet-filter: target/grafts/packet-filter.wasm,
-        /// built if missing) or an envelope already signed (sent as it is).
+        /// A graft crate's directory (built for wasm32, release), a .wasm file, a sample's
+        /// name (packet-filter: target/grafts/packet-filter.wasm, built if missing) or an
+        /// envelope already signed (sent as it is).
         module: String,
         /// Capabilities to grant, comma-separated (the point may narrow them).
         #[arg(long, default_value = DEFAULT_GRANT)]
@@ -62,7 +78,7 @@ pub enum GraftCmd {
         point: String,
         /// The id of the graft to replace (from `graft list`).
         graft: u32,
-        /// A .wasm file, a sample's name or a signed envelope.
+        /// A graft crate's directory, a .wasm file, a sample's name or a signed envelope.
         module: String,
         #[arg(long, default_value = DEFAULT_GRANT)]
         grant: String,
@@ -89,8 +105,20 @@ pub fn run(args: GraftArgs) -> anyhow::Result<i32> {
         addr,
         json,
     } = args;
-    if let GraftCmd::Key = command {
-        return key(json);
+    match command {
+        GraftCmd::Key => return key(json),
+        GraftCmd::Points => {
+            print!("{}", crate::graft_new::table());
+            return Ok(0);
+        }
+        GraftCmd::New { name, point, dir } => {
+            let made = crate::graft_new::scaffold(&name, &point, dir.as_deref())?;
+            println!("graft: created {} for {point}", made.display());
+            println!("  cargo test --manifest-path {}/Cargo.toml", made.display());
+            println!("  cargo xtask graft load {point} {}", made.display());
+            return Ok(0);
+        }
+        _ => {}
     }
     // Sign before connecting: a bad file should not need a running image.
     let (view, request) = match command {
@@ -135,7 +163,7 @@ pub fn run(args: GraftArgs) -> anyhow::Result<i32> {
         GraftCmd::List => (View::List, graft_control::Command::List),
         GraftCmd::Stats { point } => (View::Stats, graft_control::Command::Stats { point }),
         GraftCmd::Log => (View::Log, graft_control::Command::Log),
-        GraftCmd::Key => unreachable!("handled above"),
+        GraftCmd::Key | GraftCmd::Points | GraftCmd::New { .. } => unreachable!("handled above"),
     };
     let addr = addr.unwrap_or_else(graft_client::default_addr);
     let reply = Client::connect(&addr)?.request(&request)?;
@@ -191,7 +219,7 @@ fn key(json: bool) -> anyhow::Result<i32> {
 }
 
 /// The envelope to send for `module` (see [`GraftCmd::Load`]) at `point`.
-fn envelope_for(point: &str, module: &str, grant: &str) -> anyhow::Result<Vec<u8>> {
+pub fn envelope_for(point: &str, module: &str, grant: &str) -> anyhow::Result<Vec<u8>> {
     let path = module_path(module)?;
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.starts_with(MAGIC) {
@@ -232,10 +260,14 @@ fn envelope_for(point: &str, module: &str, grant: &str) -> anyhow::Result<Vec<u8
     .with_context(|| format!("cannot sign {}", path.display()))
 }
 
-/// Where `module` is: an existing file, or a sample's name resolved to
+/// Where `module` is: a graft crate's directory, built to its module; an
+/// existing file; or a sample's name resolved to
 /// `target/grafts/<name>.wasm` (the grafts are built if it is missing).
 pub fn module_path(module: &str) -> anyhow::Result<PathBuf> {
     let given = Path::new(module);
+    if given.is_dir() {
+        return crate::grafts::build_crate(given);
+    }
     if given.is_file() {
         return Ok(given.to_path_buf());
     }
@@ -404,6 +436,73 @@ mod tests {
         assert_eq!(envelope_for("net.rx", path, "log").unwrap(), sealed);
         let error = format!("{:#}", envelope_for("sched.pick", path, "").unwrap_err());
         assert!(error.contains("sealed for graft point `net.rx`"), "{error}");
+    }
+
+    #[test]
+    fn a_directory_is_built_only_if_it_is_a_graft_crate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        let error = format!("{:#}", module_path(path).unwrap_err());
+        assert!(
+            error.contains("not a graft crate (it has no Cargo.toml)"),
+            "{error}"
+        );
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"plain\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
+        let error = format!("{:#}", envelope_for("net.rx", path, "").unwrap_err());
+        assert!(
+            error.contains("no library of crate-type \"cdylib\""),
+            "{error}"
+        );
+        assert!(!dir.path().join("target").exists(), "nothing is built");
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        graft: GraftArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<GraftCmd, String> {
+        use clap::Parser as _;
+        let args = std::iter::once("graft").chain(args.iter().copied());
+        Cli::try_parse_from(args)
+            .map(|cli| cli.graft.command)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn graft_new_takes_a_name_a_point_and_maybe_a_directory() {
+        let error = parse(&["new", "mine"]).unwrap_err();
+        assert!(error.contains("--point <POINT>"), "{error}");
+        assert!(parse(&["new", "--point", "net.rx"]).is_err());
+        let GraftCmd::New { name, point, dir } =
+            parse(&["new", "mine", "--point", "net.rx", "--dir", "/tmp/x"]).unwrap()
+        else {
+            panic!("not new")
+        };
+        assert_eq!((name.as_str(), point.as_str()), ("mine", "net.rx"));
+        assert_eq!(dir, Some(PathBuf::from("/tmp/x")));
+        let new = |point: &str| GraftArgs {
+            command: GraftCmd::New {
+                name: "mine".into(),
+                point: point.into(),
+                dir: Some(PathBuf::from("/nonexistent/mine")),
+            },
+            addr: None,
+            json: false,
+        };
+        let error = format!("{:#}", run(new("net.tx")).unwrap_err());
+        assert!(
+            error.contains("the points are: net.rx, http.request"),
+            "{error}"
+        );
+        assert!(run(new("net.rx")).is_err(), "no parent directory");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! images' machine code (`target/grafts/<name>.cwasm`, the artifact an
 //! envelope carries), with their sizes.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,26 +24,36 @@ pub fn crates() -> anyhow::Result<Vec<(String, String)>> {
     Ok(names)
 }
 
-/// Builds every graft into `out` (a directory), using `target_dir` for cargo.
-pub fn build_into(out: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+/// `cargo build --release --target wasm32-unknown-unknown` run in `dir`
+/// (whose `.cargo/config.toml` applies) with `args`.
+fn cargo_wasm(dir: &Path, args: &[&OsStr]) -> anyhow::Result<()> {
     crate::setup::targets()?;
-    let crates = crates()?;
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.current_dir(crate::root()).args([
-        "build",
-        "--release",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]);
-    if let Some(dir) = target_dir {
-        cargo.arg("--target-dir").arg(dir);
-    }
-    for (package, _) in &crates {
-        cargo.args(["-p", package]);
-    }
-    if !cargo.status().context("cannot run cargo")?.success() {
+    cargo
+        .current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown"]);
+    if !cargo
+        .args(args)
+        .status()
+        .context("cannot run cargo")?
+        .success()
+    {
         bail!("building the grafts failed (see the compiler's messages above)");
     }
+    Ok(())
+}
+
+/// Builds every graft into `out` (a directory), using `target_dir` for cargo.
+pub fn build_into(out: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+    let crates = crates()?;
+    let mut args: Vec<&OsStr> = Vec::new();
+    if let Some(dir) = target_dir {
+        args.extend([OsStr::new("--target-dir"), dir.as_os_str()]);
+    }
+    for (package, _) in &crates {
+        args.extend([OsStr::new("-p"), OsStr::new(package)]);
+    }
+    cargo_wasm(&crate::root(), &args)?;
     let built = target_dir
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::root().join("target"));
@@ -65,6 +76,77 @@ pub fn build_into(out: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<P
     }
     write_artifact(out, "null-graft", graft_runtime::testing::NULL_GRAFT)?;
     Ok(paths)
+}
+
+/// Builds the graft crate in `dir` (a package with a `cdylib` library, in
+/// a workspace of its own or this one) for wasm32, release; returns the
+/// module's path.
+pub fn build_crate(dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} is a directory but not a graft crate (it has no Cargo.toml)",
+            dir.display()
+        );
+    }
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(dir)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "{} is not a graft crate: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let (package, library) =
+        graft_library(&metadata, &manifest.canonicalize()?).with_context(|| {
+            format!(
+                "{} is not a graft crate: it has no library of crate-type \"cdylib\" \
+                 (`cargo xtask graft new` makes one)",
+                dir.display()
+            )
+        })?;
+    eprintln!(
+        "graft: building {package} ({}) for wasm32-unknown-unknown",
+        dir.display()
+    );
+    cargo_wasm(dir, &[OsStr::new("--manifest-path"), manifest.as_os_str()])?;
+    let target = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata names no target directory")?;
+    let wasm = Path::new(target)
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{library}.wasm"));
+    if !wasm.is_file() {
+        bail!("cargo built no {}", wasm.display());
+    }
+    Ok(wasm)
+}
+
+/// The package whose manifest is `manifest` in `cargo metadata`'s output
+/// and its `cdylib` library's name, if it has one.
+fn graft_library(metadata: &serde_json::Value, manifest: &Path) -> Option<(String, String)> {
+    let packages = metadata["packages"].as_array()?;
+    let package = packages.iter().find(|p| {
+        p["manifest_path"]
+            .as_str()
+            .is_some_and(|m| Path::new(m) == manifest)
+    })?;
+    let library = package["targets"].as_array()?.iter().find(|t| {
+        t["crate_types"]
+            .as_array()
+            .is_some_and(|types| types.iter().any(|k| k == "cdylib"))
+    })?;
+    Some((
+        package["name"].as_str()?.to_string(),
+        library["name"].as_str()?.replace('-', "_"),
+    ))
 }
 
 /// Compiles `wasm` for the images to `out/<stem>.cwasm`; returns its size.

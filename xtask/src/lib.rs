@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod graft_cli;
 pub mod graft_client;
+pub mod graft_new;
 pub mod graft_view;
 pub mod grafts;
 pub mod images;

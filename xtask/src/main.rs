@@ -82,7 +82,7 @@ enum Cmd {
     },
     /// Compile the graft modules to WebAssembly (always optimised; prints their paths).
     Grafts,
-    /// Manage the grafts in a running image (load, replace, unload, list, stats, log, key).
+    /// Write grafts (new, points) and manage them in a running image (load, replace, unload, list, stats, log, key).
     ///
     /// Modules are signed with the development key (target/graft-keys/dev.key,
     /// or $ROOTSTOCK_GRAFT_KEY), which every image built by xtask trusts. The

@@ -8,15 +8,23 @@
 //! bad argument aborts the whole transaction (the call never returns).
 //!
 //! On other targets the accessors are stubs that panic, so graft crates
-//! still build (and are linted) with the rest of the workspace.
+//! still build (and are linted) with the rest of the workspace; with the
+//! `testing` feature they are [`testing`]'s stand-in instead, so a graft's
+//! entry function runs natively in a plain `cargo test` against a context
+//! buffer (what `cargo xtask graft new` sets up).
 //!
 //! This is the one place on the graft side with `unsafe`: calls across the
 //! WebAssembly import boundary. Each is sound because the host validates
 //! every argument and never touches memory outside what it is given.
 
-#![no_std]
+#![cfg_attr(
+    not(any(test, all(feature = "testing", not(target_arch = "wasm32")))),
+    no_std
+)]
 
 pub mod points;
+#[cfg(all(not(target_arch = "wasm32"), feature = "testing"))]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod sys {
@@ -37,113 +45,173 @@ mod sys {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-mod sys {
+/// The accessors as the image provides them: calls across the import
+/// boundary, each argument checked by the host.
+#[cfg(target_arch = "wasm32")]
+mod backend {
+    use super::sys;
+
+    pub fn context_len() -> usize {
+        // SAFETY: no arguments; the host returns a length.
+        unsafe { sys::ctx_len() as usize }
+    }
+    pub fn context_read(offset: usize, out: &mut [u8]) {
+        // SAFETY: the host bounds-checks both ranges and writes only `out`.
+        unsafe { sys::ctx_read(offset as i32, out.as_mut_ptr() as i32, out.len() as i32) };
+    }
+    pub fn context_write(offset: usize, bytes: &[u8]) {
+        // SAFETY: the host bounds-checks both ranges and only reads `bytes`.
+        unsafe { sys::ctx_write(offset as i32, bytes.as_ptr() as i32, bytes.len() as i32) };
+    }
+    pub fn map_get(map: i32, key: i64, default: i64) -> i64 {
+        // SAFETY: plain values across the boundary.
+        unsafe { sys::map_get(map, key, default) }
+    }
+    pub fn map_put(map: i32, key: i64, value: i64) {
+        // SAFETY: plain values across the boundary.
+        unsafe { sys::map_put(map, key, value) }
+    }
+    pub fn counter_add(index: i32, delta: i64) -> i64 {
+        // SAFETY: plain values across the boundary.
+        unsafe { sys::counter_add(index, delta) }
+    }
+    pub fn lock(id: i32) {
+        // SAFETY: plain values across the boundary.
+        unsafe { sys::lock(id) }
+    }
+    pub fn buffer_alloc(bytes: usize) -> i32 {
+        // SAFETY: plain values across the boundary.
+        unsafe { sys::buf_alloc(bytes as i32) }
+    }
+    pub fn buffer_free(handle: i32) {
+        // SAFETY: plain values across the boundary.
+        unsafe { sys::buf_free(handle) }
+    }
+    pub fn now_ns() -> u64 {
+        // SAFETY: no arguments.
+        unsafe { sys::now_ns() as u64 }
+    }
+    pub fn log(text: &str) {
+        // SAFETY: the host bounds-checks the range and only reads it.
+        unsafe { sys::log(text.as_ptr() as i32, text.len() as i32) }
+    }
+    pub fn emit(event: usize, context: &[u8], arg: i64) -> i64 {
+        // SAFETY: the host bounds-checks the range and only reads it.
+        unsafe {
+            sys::emit(
+                event as i32,
+                context.as_ptr() as i32,
+                context.len() as i32,
+                arg,
+            )
+        }
+    }
+}
+
+/// Off the image and without the `testing` feature, the accessors panic:
+/// graft crates build (and are linted) with the rest of the workspace.
+#[cfg(all(not(target_arch = "wasm32"), not(feature = "testing")))]
+mod backend {
     fn host() -> ! {
-        panic!("graft accessors exist only inside a Rootstock image (wasm32)")
+        panic!(
+            "graft accessors exist only inside a Rootstock image (wasm32), \
+             or in graft_sdk::testing::Call::run with the `testing` feature"
+        )
     }
-    pub unsafe fn ctx_len() -> i32 {
+    pub fn context_len() -> usize {
         host()
     }
-    pub unsafe fn ctx_read(_: i32, _: i32, _: i32) -> i32 {
+    pub fn context_read(_: usize, _: &mut [u8]) {
         host()
     }
-    pub unsafe fn ctx_write(_: i32, _: i32, _: i32) -> i32 {
+    pub fn context_write(_: usize, _: &[u8]) {
         host()
     }
-    pub unsafe fn map_get(_: i32, _: i64, _: i64) -> i64 {
+    pub fn map_get(_: i32, _: i64, _: i64) -> i64 {
         host()
     }
-    pub unsafe fn map_put(_: i32, _: i64, _: i64) {
+    pub fn map_put(_: i32, _: i64, _: i64) {
         host()
     }
-    pub unsafe fn counter_add(_: i32, _: i64) -> i64 {
+    pub fn counter_add(_: i32, _: i64) -> i64 {
         host()
     }
-    pub unsafe fn lock(_: i32) {
+    pub fn lock(_: i32) {
         host()
     }
-    pub unsafe fn buf_alloc(_: i32) -> i32 {
+    pub fn buffer_alloc(_: usize) -> i32 {
         host()
     }
-    pub unsafe fn buf_free(_: i32) {
+    pub fn buffer_free(_: i32) {
         host()
     }
-    pub unsafe fn now_ns() -> i64 {
+    pub fn now_ns() -> u64 {
         host()
     }
-    pub unsafe fn log(_: i32, _: i32) {
+    pub fn log(_: &str) {
         host()
     }
-    pub unsafe fn emit(_: i32, _: i32, _: i32, _: i64) -> i64 {
+    pub fn emit(_: usize, _: &[u8], _: i64) -> i64 {
         host()
     }
 }
 
+#[cfg(all(not(target_arch = "wasm32"), feature = "testing"))]
+use testing::backend;
+
 /// Bytes of the call's context (e.g. the packet).
 pub fn context_len() -> usize {
-    // SAFETY: no arguments; the host returns a length.
-    unsafe { sys::ctx_len() as usize }
+    backend::context_len()
 }
 
 /// Copies context bytes at `offset` into `out`.
 pub fn context_read(offset: usize, out: &mut [u8]) {
-    // SAFETY: the host bounds-checks both ranges and writes only `out`.
-    unsafe { sys::ctx_read(offset as i32, out.as_mut_ptr() as i32, out.len() as i32) };
+    backend::context_read(offset, out)
 }
 
 /// Overwrites context bytes at `offset` (undone if the call aborts).
 pub fn context_write(offset: usize, bytes: &[u8]) {
-    // SAFETY: the host bounds-checks both ranges and only reads `bytes`.
-    unsafe { sys::ctx_write(offset as i32, bytes.as_ptr() as i32, bytes.len() as i32) };
+    backend::context_write(offset, bytes)
 }
 
 /// This graft's map `map`: the value at `key`, or `default`.
 pub fn map_get(map: i32, key: i64, default: i64) -> i64 {
-    // SAFETY: plain values across the boundary.
-    unsafe { sys::map_get(map, key, default) }
+    backend::map_get(map, key, default)
 }
 
 /// Sets `key → value` in this graft's map `map` (undone on abort).
 pub fn map_put(map: i32, key: i64, value: i64) {
-    // SAFETY: plain values across the boundary.
-    unsafe { sys::map_put(map, key, value) }
+    backend::map_put(map, key, value)
 }
 
 /// Adds `delta` to host counter `index`; returns the new value (undone on abort).
 pub fn counter_add(index: i32, delta: i64) -> i64 {
-    // SAFETY: plain values across the boundary.
-    unsafe { sys::counter_add(index, delta) }
+    backend::counter_add(index, delta)
 }
 
 /// Takes lock `id` until the transaction ends.
 pub fn lock(id: i32) {
-    // SAFETY: plain values across the boundary.
-    unsafe { sys::lock(id) }
+    backend::lock(id)
 }
 
 /// A tracked host buffer of `bytes` bytes; freed on abort or unload.
 pub fn buffer_alloc(bytes: usize) -> i32 {
-    // SAFETY: plain values across the boundary.
-    unsafe { sys::buf_alloc(bytes as i32) }
+    backend::buffer_alloc(bytes)
 }
 
 /// Frees a buffer from [`buffer_alloc`].
 pub fn buffer_free(handle: i32) {
-    // SAFETY: plain values across the boundary.
-    unsafe { sys::buf_free(handle) }
+    backend::buffer_free(handle)
 }
 
 /// The host's monotonic clock.
 pub fn now_ns() -> u64 {
-    // SAFETY: no arguments.
-    unsafe { sys::now_ns() as u64 }
+    backend::now_ns()
 }
 
 /// Writes a line to the graft's log (`cargo xtask graft log`).
 pub fn log(text: &str) {
-    // SAFETY: the host bounds-checks the range and only reads it.
-    unsafe { sys::log(text.as_ptr() as i32, text.len() as i32) }
+    backend::log(text)
 }
 
 /// What an [`emit`] did: how many of the event's handlers committed and
@@ -172,16 +240,7 @@ impl Emitted {
 /// aborts later. Their fuel comes off this call's budget. Emitting an event
 /// whose handler is already running (a cycle) aborts this call.
 pub fn emit(event: usize, context: &[u8], arg: i64) -> Emitted {
-    // SAFETY: the host bounds-checks the range and only reads it.
-    let raw = unsafe {
-        sys::emit(
-            event as i32,
-            context.as_ptr() as i32,
-            context.len() as i32,
-            arg,
-        )
-    };
-    Emitted::from_raw(raw)
+    Emitted::from_raw(backend::emit(event, context, arg))
 }
 
 /// Exports `$f` as the graft's entry point `graft_main`.
