@@ -12,19 +12,19 @@ use graft_sdk::{context_read, counter_add};
 /// The TCP destination port this filter blocks.
 pub const BLOCKED_PORT: u16 = 8081;
 
-/// Offset of the TCP header in an IPv4 frame with header length `ihl` words.
-fn tcp_offset(frame: &[u8; 34]) -> Option<usize> {
+/// The bytes the guard looks at: Ethernet (14) and the IPv4 header up to
+/// its protocol and addresses (20).
+const HEAD: usize = 34;
+/// The most the handler reads: Ethernet, the longest IPv4 header (60) and
+/// TCP's two ports (4), in one accessor call.
+const MOST: usize = 14 + 60 + 4;
+
+/// Offset of the TCP header in an IPv4/TCP frame (`frame` holds at least
+/// [`HEAD`] bytes), from the IPv4 header length.
+fn tcp_offset(frame: &[u8]) -> Option<usize> {
     let is_ipv4 = frame[12] == 0x08 && frame[13] == 0x00;
     let is_tcp = frame[23] == 6;
     (is_ipv4 && is_tcp).then(|| 14 + usize::from(frame[14] & 0x0f) * 4)
-}
-
-fn header(len: i32) -> Option<[u8; 34]> {
-    (len >= 34).then(|| {
-        let mut head = [0u8; 34];
-        context_read(0, &mut head);
-        head
-    })
 }
 
 /// Decides on a TCP destination port (pure: tested on the host).
@@ -33,19 +33,28 @@ pub fn verdict_for(port: u16) -> i32 {
 }
 
 fn is_tcp(len: i32) -> bool {
-    header(len).and_then(|h| tcp_offset(&h)).is_some()
+    if usize::try_from(len).unwrap_or(0) < HEAD {
+        return false;
+    }
+    let mut head = [0u8; HEAD];
+    context_read(0, &mut head);
+    tcp_offset(&head).is_some()
 }
 
 fn filter(len: i32) -> i32 {
-    let Some(offset) = header(len).and_then(|h| tcp_offset(&h)) else {
-        return PASS;
-    };
-    if (len as usize) < offset + 4 {
+    let len = usize::try_from(len).unwrap_or(0).min(MOST);
+    if len < HEAD {
         return PASS;
     }
-    let mut ports = [0u8; 4];
-    context_read(offset, &mut ports);
-    let verdict = verdict_for(u16::from_be_bytes([ports[2], ports[3]]));
+    let mut frame = [0u8; MOST];
+    context_read(0, &mut frame[..len]);
+    let Some(offset) = tcp_offset(&frame) else {
+        return PASS;
+    };
+    if len < offset + 4 {
+        return PASS;
+    }
+    let verdict = verdict_for(u16::from_be_bytes([frame[offset + 2], frame[offset + 3]]));
     if verdict == DROP {
         counter_add(0, 1);
     }
