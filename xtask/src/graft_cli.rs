@@ -221,15 +221,8 @@ fn envelope_for(point: &str, module: &str, grant: &str) -> anyhow::Result<Vec<u8
         artifact.len(),
         graft_runtime::ENGINE
     );
-    let key = crate::keys::dev_key()?;
-    crate::keys::seal_artifact(
-        &key.sk,
-        crate::keys::next_sequence(),
-        point,
-        grant,
-        &artifact,
-    )
-    .with_context(|| format!("cannot sign {}", path.display()))
+    crate::keys::seal_compiled(point, grant, &artifact)
+        .with_context(|| format!("cannot sign {}", path.display()))
 }
 
 /// Where `module` is: an existing file, or a sample's name resolved to

@@ -8,6 +8,7 @@ pub mod graft_cli;
 pub mod graft_client;
 pub mod graft_view;
 pub mod grafts;
+pub mod hostile;
 pub mod images;
 pub mod keys;
 pub mod qemu;
