@@ -17,6 +17,7 @@ pub mod linux;
 pub mod net;
 pub mod report;
 pub mod size;
+pub mod soak;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,9 @@ pub enum What {
     /// exit-class events per boot phase and per request (part of boot, net
     /// and kv too).
     Exits,
+    /// `http` and `kv` for `--minutes` under load, graft churn and warm
+    /// reboots: nothing may leak or fail (a missed target fails the command).
+    Soak,
 }
 
 /// `bench exits`: the instruction and exit-event counts of `boot`, `net`
