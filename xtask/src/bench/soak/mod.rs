@@ -133,6 +133,8 @@ pub struct Soak {
     pub counts: churn::Counts,
     pub leftover_grafts: usize,
     pub duration: f64,
+    /// The end of each image's console (http, kv), for a missed target.
+    pub consoles: [String; 2],
 }
 
 /// Whether the sampler should call a sample quiet: set by the churn
@@ -143,8 +145,7 @@ struct Quiet {
 }
 
 struct Guests {
-    /// Kept running until dropped.
-    _http: Vm,
+    http: Vm,
     web: SocketAddr,
     http_control: SocketAddr,
     kv: Vm,
@@ -173,7 +174,7 @@ fn boot(options: &Options, http_elf: &Path, kv_elf: &Path) -> anyhow::Result<Gue
     let kv = Vm::start(qemu.command()?, KV_READY, BOOT_LIMIT)?;
     ping(local(redis), BOOT_LIMIT)?;
     Ok(Guests {
-        _http: http,
+        http,
         web: local(web),
         http_control: local(http_control),
         kv,
@@ -365,6 +366,11 @@ pub fn soak(options: Options, http_elf: &Path, kv_elf: &Path) -> anyhow::Result<
         leftover_grafts += list["grafts"].as_array().map_or(0, Vec::len);
     }
     let failures = shared.failures.lock().unwrap().clone();
+    let tail = |console: String| {
+        let lines: Vec<&str> = console.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    let consoles = [tail(guests.http.console()), tail(guests.kv.console())];
     drop(guests);
     Ok(Soak {
         options,
@@ -375,6 +381,7 @@ pub fn soak(options: Options, http_elf: &Path, kv_elf: &Path) -> anyhow::Result<
         counts: churn.counts,
         leftover_grafts,
         duration,
+        consoles,
     })
 }
 

@@ -245,6 +245,13 @@ impl<'a> Report<'a> {
         for problem in problems.take(20) {
             md.push_str(&format!("\n- {problem}"));
         }
+        if !self.missed().is_empty() {
+            for (image, console) in ["http", "kv"].iter().zip(&soak.consoles) {
+                md.push_str(&format!(
+                    "\n\nThe end of `{image}`'s console:\n\n```\n{console}\n```"
+                ));
+            }
+        }
         md.push_str("\n\nPlot: `target/bench/soak.svg`.\n");
         md
     }
