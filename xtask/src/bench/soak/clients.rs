@@ -80,37 +80,8 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<BufReader<TcpStream>> {
     Ok(BufReader::new(stream))
 }
 
-/// One `GET path` on a keep-alive connection; the body.
-pub fn http_get(stream: &mut BufReader<TcpStream>, path: &str) -> anyhow::Result<Vec<u8>> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n");
-    stream.get_mut().write_all(request.as_bytes())?;
-    let mut line = String::new();
-    stream.read_line(&mut line)?;
-    if line.is_empty() {
-        bail!("the server closed the connection");
-    }
-    if !line.starts_with("HTTP/1.1 200 ") {
-        bail!("status line {:?}", line.trim_end());
-    }
-    let mut length = None;
-    loop {
-        line.clear();
-        stream.read_line(&mut line)?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse::<usize>().ok();
-        }
-    }
-    let length = length.context("a response without Content-Length")?;
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body)?;
-    Ok(body)
-}
+/// One `GET path` on a keep-alive connection; the body of a 200.
+pub(crate) use crate::bench::costs::get as http_get;
 
 /// Requests `/hello.txt` over and over on one keep-alive connection
 /// (reconnecting after a failure) until stopped; every response must be
