@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tests::Qemu;
-use tests::grafts::{ALL, Control, HOSTILE, get_ok, refusal, sample, sealed, status, wasm};
+use tests::grafts::{Control, HOSTILE, REFUSED, get_ok, refusal, sample, sealed, status, wasm};
 use tests::guest::Guest;
 
 const READY: &str = "http: serving on";
@@ -174,7 +174,7 @@ fn every_hostile_graft_is_contained_while_a_client_is_served() {
     let traffic = Traffic::start(guest.addr_of(80));
     for hostile in HOSTILE {
         let before = control.stats();
-        let id = control.load_ok("net.rx", &hostile.envelope());
+        let id = control.load_ok("net.rx", &hostile.envelope("net.rx").unwrap());
         wait_for(&guest, &format!("{} to be unloaded", hostile.name), || {
             control.installed() == 0
         });
@@ -235,41 +235,18 @@ fn bad_envelopes_and_requests_are_refused_and_the_image_keeps_serving() {
     let wrong_key =
         xtask::keys::seal_with(&stranger.sk, u64::MAX / 2, "net.rx", FILTER_GRANT, &filter)
             .unwrap();
-    let forbidden = sealed(
-        "net.rx",
-        "context",
-        &wasm(
-            r#"(module (import "rootstock" "lock" (func (param i32)))
-                 (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
-        ),
-    );
-    let foreign = sealed(
-        "net.rx",
-        ALL,
-        &wasm(
-            r#"(module (import "env" "syscall" (func (param i32)))
-                 (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
-        ),
-    );
-    let signature = sealed(
-        "net.rx",
-        ALL,
-        &wasm(
-            r#"(module (func (export "graft_main") (param i64 i64) (result i32) (i32.const 0)))"#,
-        ),
-    );
+    let [forbidden, foreign, signature] = [0, 1, 2].map(|i| {
+        let refused = &REFUSED[i];
+        sealed("net.rx", refused.grant, &refused.module().unwrap())
+    });
     let other_point = sealed("http.request", FILTER_GRANT, &filter);
     let cases: [(&str, &[u8], &str); 8] = [
         ("unsigned module", &filter, "malformed envelope"),
         ("tampered", &tampered, "bad signature"),
         ("wrong key", &wrong_key, "does not trust"),
-        (
-            "forbidden import",
-            &forbidden,
-            "`rootstock.lock` is not granted",
-        ),
-        ("foreign import", &foreign, "`env.syscall`"),
-        ("wrong signature", &signature, "graft_main"),
+        (REFUSED[0].name, &forbidden, REFUSED[0].reason),
+        (REFUSED[1].name, &foreign, REFUSED[1].reason),
+        (REFUSED[2].name, &signature, REFUSED[2].reason),
         (
             "signed for another point",
             &other_point,

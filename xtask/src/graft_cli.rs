@@ -249,15 +249,8 @@ pub fn envelope_for(point: &str, module: &str, grant: &str) -> anyhow::Result<Ve
         artifact.len(),
         graft_runtime::ENGINE
     );
-    let key = crate::keys::dev_key()?;
-    crate::keys::seal_artifact(
-        &key.sk,
-        crate::keys::next_sequence(),
-        point,
-        grant,
-        &artifact,
-    )
-    .with_context(|| format!("cannot sign {}", path.display()))
+    crate::keys::seal_compiled(point, grant, &artifact)
+        .with_context(|| format!("cannot sign {}", path.display()))
 }
 
 /// Where `module` is: a graft crate's directory, built to its module; an

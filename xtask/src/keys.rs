@@ -76,6 +76,13 @@ pub fn compile(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .map_err(|error| anyhow::anyhow!("{error}"))
 }
 
+/// Seals an artifact already compiled for the images with the
+/// development key under a fresh sequence number.
+pub fn seal_compiled(point: &str, grant: &str, artifact: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let key = dev_key()?;
+    seal_artifact(&key.sk, next_sequence(), point, grant, artifact)
+}
+
 /// Seals an artifact already compiled for the images.
 pub fn seal_artifact(
     key: &SecretKey,

@@ -9,6 +9,7 @@ pub mod graft_client;
 pub mod graft_new;
 pub mod graft_view;
 pub mod grafts;
+pub mod hostile;
 pub mod images;
 pub mod keys;
 pub mod qemu;

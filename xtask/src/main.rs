@@ -77,8 +77,12 @@ enum Cmd {
         /// Boots per system for `boot`.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// auto: KVM only with hardware KVM; `soak` takes TCG for auto.
         #[arg(long, value_enum, default_value = "auto")]
         accel: Accel,
+        /// How long `soak` runs.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
     },
     /// Compile the graft modules to WebAssembly (always optimised; prints their paths).
     Grafts,
@@ -261,7 +265,12 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             eprintln!("test: all passed");
             Ok(0)
         }
-        Cmd::Bench { what, runs, accel } => {
+        Cmd::Bench {
+            what,
+            runs,
+            accel,
+            minutes,
+        } => {
             use xtask::bench::{What, boot, size};
             setup::all()?;
             for what in what {
@@ -272,6 +281,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                     What::Net => xtask::bench::net::run(accel)?,
                     What::Kv => xtask::bench::kv::run(runs.clamp(1, 3), accel)?,
                     What::Exits => xtask::bench::exits_only(accel)?,
+                    What::Soak => xtask::bench::soak::run(minutes, accel)?,
                 }
             }
             Ok(0)

@@ -132,7 +132,8 @@ impl Server {
 
     fn stats_json(&self) -> String {
         let uptime = Duration::from_nanos(task::current_time().as_nanos());
-        self.stats.to_json(uptime, &self.stack.stats())
+        self.stats
+            .to_json(uptime, &self.stack.stats(), heap_usage())
     }
 
     /// Sends one response; false if the connection failed.
@@ -256,4 +257,13 @@ impl Server {
             }
         }
     }
+}
+
+/// The kernel heap's (bytes in use, bytes in the heap); none on the host,
+/// where the server's logic is tested without a kernel.
+fn heap_usage() -> (usize, usize) {
+    #[cfg(target_os = "none")]
+    return unikernel::memory::heap::usage();
+    #[cfg(not(target_os = "none"))]
+    (0, 0)
 }

@@ -51,8 +51,9 @@ impl Stats {
         }
     }
 
-    /// The `/stats` document. `net` holds the stack's frame counters.
-    pub fn to_json(&self, uptime: Duration, net: &net::NetStats) -> String {
+    /// The `/stats` document. `net` holds the stack's frame counters,
+    /// `heap` the kernel heap's (bytes in use, bytes in the heap).
+    pub fn to_json(&self, uptime: Duration, net: &net::NetStats, heap: (usize, usize)) -> String {
         let document = serde_json::json!({
             "uptime_ms": uptime.as_millis(),
             "connections": self.connections.get(),
@@ -72,6 +73,10 @@ impl Stats {
                 "tx_lost": net.port.tx_lost,
                 "polls": net.polls,
                 "sockets": net.sockets,
+            },
+            "heap": {
+                "used_bytes": heap.0,
+                "size_bytes": heap.1,
             },
         });
         // Numbers and fixed keys only: serialising cannot fail.
@@ -94,7 +99,11 @@ mod tests {
         stats.received(100);
         stats.responded(Status::Ok, 1000);
         stats.responded(Status::NotFound, 50);
-        let json = stats.to_json(Duration::from_millis(1234), &net::NetStats::default());
+        let json = stats.to_json(
+            Duration::from_millis(1234),
+            &net::NetStats::default(),
+            (4096, 1 << 20),
+        );
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["uptime_ms"], 1234);
         assert_eq!(value["connections"], 2);
@@ -108,6 +117,10 @@ mod tests {
         );
         assert_eq!(value["net"]["rx_frames"], 0);
         assert_eq!(value["net"]["sockets"], 0);
+        assert_eq!(
+            value["heap"],
+            serde_json::json!({"used_bytes": 4096, "size_bytes": 1 << 20})
+        );
         assert!(json.ends_with("}\n"));
     }
 }

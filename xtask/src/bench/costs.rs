@@ -75,8 +75,9 @@ pub fn echo(probe: &mut Probe, addr: SocketAddr, rounds: usize) -> anyhow::Resul
     })
 }
 
-/// One keep-alive connection's GET: sends it and reads the whole reply.
-fn get(reader: &mut BufReader<TcpStream>, path: &str) -> anyhow::Result<()> {
+/// One keep-alive connection's GET: sends it and reads the whole reply;
+/// the body of a 200.
+pub(crate) fn get(reader: &mut BufReader<TcpStream>, path: &str) -> anyhow::Result<Vec<u8>> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
     reader.get_mut().write_all(request.as_bytes())?;
     let mut length = None;
@@ -103,7 +104,7 @@ fn get(reader: &mut BufReader<TcpStream>, path: &str) -> anyhow::Result<()> {
     }
     let mut body = vec![0u8; length.context("no Content-Length")?];
     reader.read_exact(&mut body)?;
-    Ok(())
+    Ok(body)
 }
 
 /// `requests` keep-alive GETs of `path` over `connections` connections

@@ -3,7 +3,8 @@
 //! Each benchmark writes Markdown and JSON (and an SVG plot where there is a
 //! distribution) under `target/bench/`, prints the reference figures from
 //! `shared/ANCHORS.md` beside ours, and checks its targets as PASS or MISS
-//! without failing the command on a miss. Every timing names its mode.
+//! without failing the command on a miss (except `soak`, whose targets are
+//! guarantees). Every timing names its mode.
 
 pub mod boot;
 pub mod boot_costs;
@@ -17,6 +18,7 @@ pub mod linux;
 pub mod net;
 pub mod report;
 pub mod size;
+pub mod soak;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,9 @@ pub enum What {
     /// exit-class events per boot phase and per request (part of boot, net
     /// and kv too).
     Exits,
+    /// `http` and `kv` for `--minutes` under load, graft churn and warm
+    /// reboots: nothing may leak or fail (a missed target fails the command).
+    Soak,
 }
 
 /// `bench exits`: the instruction and exit-event counts of `boot`, `net`

@@ -45,7 +45,7 @@ pub const LOADS: [(usize, u64); 2] = [(16, 300_000), (1, 50_000)];
 /// about 7.5 MiB).
 pub const DIRTY_MIB: [u64; 4] = [1, 2, 4, 7];
 const BOOT_LIMIT: Duration = Duration::from_secs(180);
-const KV_READY: &str = "kv: ready on";
+pub(crate) const KV_READY: &str = "kv: ready on";
 
 /// One system's throughput: per pipeline depth, every run's (SET, GET)
 /// requests per second.
@@ -275,7 +275,7 @@ fn measure(
 }
 
 /// A new, empty raw disk for `kv`.
-fn disk(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn disk(name: &str) -> anyhow::Result<PathBuf> {
     let dir = super::out_dir().join("kv-disks");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.img"));
@@ -344,7 +344,7 @@ fn native_redis() -> anyhow::Result<(NativeRedis, SocketAddr)> {
 }
 
 /// Waits until a new connection's PING gets `+PONG`.
-fn ping(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+pub(crate) fn ping(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let answered = (|| {
@@ -365,13 +365,13 @@ fn ping(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// `kv` with `DEBUG PANIC`, built in release mode into its own target
-/// directory (the benchmarked image itself has no fault injection).
-fn fault_image() -> anyhow::Result<PathBuf> {
+/// `kv` with `DEBUG PANIC`, built into its own target directory (the
+/// benchmarked image itself has no fault injection).
+pub(crate) fn fault_image(release: bool) -> anyhow::Result<PathBuf> {
     let dir = crate::root().join("target/kv-fault");
     let built = crate::images::build_with_features(
         &["kv".to_string()],
-        true,
+        release,
         Some(&dir),
         &["fault-injection"],
     )
@@ -421,7 +421,7 @@ fn fill(addr: SocketAddr, bytes: u64) -> anyhow::Result<()> {
 }
 
 /// Crashes `kv` with `DEBUG PANIC` and times its return.
-fn crash(vm: &Vm, addr: SocketAddr) -> anyhow::Result<Crash> {
+pub(crate) fn crash(vm: &Vm, addr: SocketAddr) -> anyhow::Result<Crash> {
     let readies = vm.console().matches(KV_READY).count();
     let mut stream = TcpStream::connect(addr)?;
     let start = Instant::now();
@@ -520,7 +520,7 @@ pub fn run(runs: usize, accel: Accel) -> anyhow::Result<()> {
     let elf = crate::images::build(&["kv".to_string()], true, None)?.remove(0);
     let image_bytes = crate::images::stripped_size(&elf).ok();
     let load_before = host_load();
-    let faulty = fault_image()?;
+    let faulty = fault_image(true)?;
 
     let network = choose_network();
     eprintln!(
