@@ -76,6 +76,7 @@ use alloc::string::String;
 #[cfg(not(target_os = "none"))]
 use alloc::string::ToString;
 use alloc::sync::Arc;
+#[cfg(not(target_os = "none"))]
 use alloc::vec::Vec;
 
 use wasmtime::{Config, Engine, Module};
