@@ -202,9 +202,11 @@ impl Core {
         cause: AbortCause,
     ) -> FaultAction {
         if cause == AbortCause::CpuFault {
-            // Its instance was abandoned mid-call: never drop or run it
-            // again, and unload it at once, whatever the failure count.
-            core::mem::forget(slot.clone());
+            // Its instance was abandoned mid-call: never run it again, and
+            // unload it at once, whatever the failure count. Dropping it is
+            // sound: a store's destructor frees its instances and memories
+            // and runs no code of theirs, and the abandoned frames (the
+            // call's, Wasmtime's, the graft's) are never resumed.
         } else if graft.failures < spec.max_failures {
             return FaultAction::Aborted;
         } else if spec.restart && !graft.restarted {

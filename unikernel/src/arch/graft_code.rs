@@ -18,7 +18,8 @@
 //! at the recovery point, which returns [`GraftFault`] from `catch`. The
 //! frames between (the graft's and its engine's) are abandoned, never
 //! resumed, so whoever called `catch` must treat everything they held as
-//! lost: the graft runtime leaks the faulted graft's store and unloads it.
+//! lost: the graft runtime unloads the faulted graft and drops its store
+//! (which frees memory and runs no graft code) without ever running it again.
 //! Exceptions anywhere else, including in accessors the graft called, are
 //! kernel bugs and still take the panic path.
 
