@@ -11,46 +11,23 @@ use anyhow::{Context, bail};
 /// The graft crates: every directory under `grafts/samples/`, as
 /// (package name, file stem).
 pub fn crates() -> anyhow::Result<Vec<(String, String)>> {
-    let dir = crate::root().join("grafts/samples");
-    let mut names: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("Cargo.toml").exists())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .map(|dir| (format!("graft-{dir}"), dir))
-        .collect();
-    names.sort();
-    Ok(names)
+    graft_fixtures::samples::crates(&crate::root()).map_err(anyhow::Error::msg)
 }
 
-/// Builds every graft into `out` (a directory), using `target_dir` for cargo.
+/// Builds every graft into `out` (a directory), using `target_dir` for
+/// cargo, the same way the tests' modules are built
+/// (`graft_fixtures::samples`).
 pub fn build_into(out: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     crate::setup::targets()?;
-    let crates = crates()?;
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.current_dir(crate::root()).args([
-        "build",
-        "--release",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]);
-    if let Some(dir) = target_dir {
-        cargo.arg("--target-dir").arg(dir);
-    }
-    for (package, _) in &crates {
-        cargo.args(["-p", package]);
-    }
-    if !cargo.status().context("cannot run cargo")?.success() {
-        bail!("building the grafts failed (see the compiler's messages above)");
-    }
-    let built = target_dir
+    let target_dir = target_dir
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::root().join("target"));
-    let built = built.join("wasm32-unknown-unknown/release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = graft_fixtures::samples::build(cargo, &crate::root(), &target_dir)
+        .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(out)?;
     let mut paths = Vec::new();
-    for (package, stem) in crates {
-        let from = built.join(format!("{}.wasm", package.replace('-', "_")));
+    for (stem, from) in built {
         let to = out.join(format!("{stem}.wasm"));
         std::fs::copy(&from, &to).with_context(|| format!("no {}", from.display()))?;
         let wasm = std::fs::read(&to)?;
@@ -75,29 +52,8 @@ fn write_artifact(out: &Path, stem: &str, wasm: &[u8]) -> anyhow::Result<usize> 
     Ok(artifact.len())
 }
 
-/// The bytes of graft module `name` (`target/grafts/<name>.wasm`, as
-/// `cargo xtask grafts` builds it). Tests call this: when the module is not
-/// there it builds every graft once, into `target/grafts-build`, a target
-/// directory of its own (so a nested cargo never waits on the lock the
-/// outer `cargo test` holds).
-pub fn module(name: &str) -> anyhow::Result<Vec<u8>> {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let file = format!("{name}.wasm");
-    let prebuilt = crate::root().join("target/grafts").join(&file);
-    if prebuilt.exists() {
-        return std::fs::read(&prebuilt).with_context(|| format!("{}", prebuilt.display()));
-    }
-    let dir = crate::root().join("target/grafts-build");
-    let built = dir.join("out").join(&file);
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.exists() {
-        build_into(&dir.join("out"), Some(&dir))?;
-    }
-    std::fs::read(&built).with_context(|| format!("no graft module {}", built.display()))
-}
-
 /// Compiles every graft module under `grafts/` to `.wasm` (always an
-/// optimised build: a graft is small and runs in an interpreter) and
+/// optimised build, the one the images are sent) and
 /// returns their paths.
 pub fn build_modules() -> anyhow::Result<Vec<PathBuf>> {
     build_into(&crate::root().join("target/grafts"), None)
