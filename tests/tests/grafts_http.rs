@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tests::Qemu;
 use tests::grafts::{ALL, Control, HOSTILE, get_ok, refusal, sample, sealed, wasm};
@@ -72,19 +72,6 @@ impl Traffic {
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
         )
-    }
-}
-
-/// Waits (up to a minute) until `done` holds.
-fn wait_for(guest: &Guest, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}\n{}",
-            guest.console()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -175,7 +162,7 @@ fn every_hostile_graft_is_contained_while_a_client_is_served() {
     for hostile in HOSTILE {
         let before = control.stats();
         let id = control.load_ok("net.rx", &hostile.envelope());
-        wait_for(&guest, &format!("{} to be unloaded", hostile.name), || {
+        guest.wait_for(&format!("{} to be unloaded", hostile.name), || {
             control.installed() == 0
         });
         let log = control.log();
@@ -235,28 +222,20 @@ fn bad_envelopes_and_requests_are_refused_and_the_image_keeps_serving() {
     let wrong_key =
         xtask::keys::seal_with(&stranger.sk, u64::MAX / 2, "net.rx", FILTER_GRANT, &filter)
             .unwrap();
-    let forbidden = sealed(
-        "net.rx",
+    let for_rx = |grant: &str, text: &str| sealed("net.rx", grant, &wasm(text));
+    let forbidden = for_rx(
         "context",
-        &wasm(
-            r#"(module (import "rootstock" "lock" (func (param i32)))
-                 (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
-        ),
+        r#"(module (import "rootstock" "lock" (func (param i32)))
+             (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
     );
-    let foreign = sealed(
-        "net.rx",
+    let foreign = for_rx(
         ALL,
-        &wasm(
-            r#"(module (import "env" "syscall" (func (param i32)))
-                 (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
-        ),
+        r#"(module (import "env" "syscall" (func (param i32)))
+             (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#,
     );
-    let signature = sealed(
-        "net.rx",
+    let signature = for_rx(
         ALL,
-        &wasm(
-            r#"(module (func (export "graft_main") (param i64 i64) (result i32) (i32.const 0)))"#,
-        ),
+        r#"(module (func (export "graft_main") (param i64 i64) (result i32) (i32.const 0)))"#,
     );
     let other_point = sealed("http.request", FILTER_GRANT, &filter);
     let cases: [(&str, &[u8], &str); 8] = [
@@ -367,7 +346,7 @@ fn a_release_image_survives_a_graft_that_spins_until_its_fuel_runs_out() {
     let spin = sealed("net.rx", "", &sample("hostile-spin"));
     control.load_ok("net.rx", &spin);
     let traffic = Traffic::start(guest.addr_of(80));
-    wait_for(&guest, "the spinning graft to be unloaded", || {
+    guest.wait_for("the spinning graft to be unloaded", || {
         control.installed() == 0
     });
     let (ok, failed) = traffic.finish();

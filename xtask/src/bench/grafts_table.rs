@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::bench::verdict;
 
-/// In-image targets (issue 5), nanoseconds.
+/// In-image targets, nanoseconds: a null graft within 2 µs, an abort
+/// with ten undo records within 4 µs.
 pub const NULL_GRAFT_TARGET_NS: f64 = 2000.0;
 pub const ABORT10_TARGET_NS: f64 = 4000.0;
 
