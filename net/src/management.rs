@@ -47,11 +47,11 @@ pub fn is_management(frame: &[u8], port: u16) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Ethernet + IPv4 (IHL 5) + a 20-byte TCP header to `port`.
-    fn tcp_to(port: u16) -> [u8; 54] {
+    pub(crate) fn tcp_to(port: u16) -> [u8; 54] {
         let mut frame = [0u8; 54];
         frame[12] = 0x08;
         frame[14] = 0x45;

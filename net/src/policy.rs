@@ -182,15 +182,7 @@ mod tests {
 
     #[test]
     fn drop_ports_drops_only_tcp_to_its_ports() {
-        // Ethernet + IPv4 (IHL 5, TCP) + the first 4 bytes of a TCP header.
-        let mut frame = [0u8; 14 + 20 + 20];
-        frame[12] = 0x08;
-        frame[14] = 0x45;
-        frame[16..18].copy_from_slice(&40u16.to_be_bytes());
-        frame[22] = 64;
-        frame[23] = 6;
-        frame[36..38].copy_from_slice(&8081u16.to_be_bytes());
-        frame[46] = 0x50;
+        let mut frame = crate::management::tests::tcp_to(8081);
         let mut policy = DropPorts::new([8081]);
         assert_eq!(policy.on_receive(&frame), Verdict::Drop);
         frame[36..38].copy_from_slice(&80u16.to_be_bytes());

@@ -213,3 +213,18 @@ impl Nic for Wire {
         }
     }
 }
+
+/// A stack's settings for a test on a [`Wire`]: `address`/24, no gateway,
+/// and a random seed of its own (the address's last byte), so that two
+/// stacks on one wire pick different ports and sequence numbers.
+pub fn config(address: crate::Ipv4Addr) -> crate::Config {
+    crate::Config {
+        ipv4: crate::Ipv4Config::Static {
+            address,
+            prefix: 24,
+            gateway: None,
+        },
+        random_seed: u64::from(address.octets()[3]),
+        ..crate::Config::default()
+    }
+}

@@ -82,57 +82,59 @@ impl UdpSocket {
     /// Sends one datagram to `to`, waiting for buffer space.
     pub async fn send_to(&mut self, data: &[u8], to: SocketAddrV4) -> Result<(), UdpError> {
         let endpoint = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
-        let limit = self.timeout.map(|t| task::current_time().saturating_add(t));
-        deadline(
-            limit,
-            poll_fn(|cx| {
-                let mut core = self.core.borrow_mut();
-                let socket = core.sockets.get_mut::<udp::Socket>(self.handle);
-                if data.len() > socket.payload_send_capacity() {
-                    return Poll::Ready(Err(UdpError::TooLarge));
+        self.within_timeout(|cx| {
+            let mut core = self.core.borrow_mut();
+            let socket = core.sockets.get_mut::<udp::Socket>(self.handle);
+            if data.len() > socket.payload_send_capacity() {
+                return Poll::Ready(Err(UdpError::TooLarge));
+            }
+            match socket.send_slice(data, endpoint) {
+                Ok(()) => {
+                    core.kick();
+                    Poll::Ready(Ok(()))
                 }
-                match socket.send_slice(data, endpoint) {
-                    Ok(()) => {
-                        core.kick();
-                        Poll::Ready(Ok(()))
-                    }
-                    Err(SendError::Unaddressable) => Poll::Ready(Err(UdpError::Unaddressable)),
-                    Err(SendError::BufferFull) => {
-                        socket.register_send_waker(cx.waker());
-                        Poll::Pending
-                    }
+                Err(SendError::Unaddressable) => Poll::Ready(Err(UdpError::Unaddressable)),
+                Err(SendError::BufferFull) => {
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
                 }
-            }),
-        )
-        .await
-        .map_err(|_| UdpError::TimedOut)?
+            }
+        })
+        .await?
     }
 
     /// Receives one datagram into `buf` (cut to its length); returns the
     /// datagram's full length and its sender.
     pub async fn recv_from(&mut self, buf: &mut [u8]) -> Result<(usize, SocketAddrV4), UdpError> {
-        let limit = self.timeout.map(|t| task::current_time().saturating_add(t));
-        deadline(
-            limit,
-            poll_fn(|cx| {
-                let mut core = self.core.borrow_mut();
-                let socket = core.sockets.get_mut::<udp::Socket>(self.handle);
-                match socket.recv() {
-                    Ok((data, meta)) => {
-                        let n = data.len().min(buf.len());
-                        buf[..n].copy_from_slice(&data[..n]);
-                        let IpAddress::Ipv4(ip) = meta.endpoint.addr;
-                        Poll::Ready((data.len(), SocketAddrV4::new(ip, meta.endpoint.port)))
-                    }
-                    Err(_) => {
-                        socket.register_recv_waker(cx.waker());
-                        Poll::Pending
-                    }
+        self.within_timeout(|cx| {
+            let mut core = self.core.borrow_mut();
+            let socket = core.sockets.get_mut::<udp::Socket>(self.handle);
+            match socket.recv() {
+                Ok((data, meta)) => {
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    let IpAddress::Ipv4(ip) = meta.endpoint.addr;
+                    Poll::Ready((data.len(), SocketAddrV4::new(ip, meta.endpoint.port)))
                 }
-            }),
-        )
+                Err(_) => {
+                    socket.register_recv_waker(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
         .await
-        .map_err(|_| UdpError::TimedOut)
+    }
+
+    /// Polls `poll` until it is ready, or until the socket's time-out
+    /// passes.
+    async fn within_timeout<T>(
+        &self,
+        poll: impl FnMut(&mut core::task::Context<'_>) -> Poll<T>,
+    ) -> Result<T, UdpError> {
+        let limit = self.timeout.map(|t| task::current_time().saturating_add(t));
+        deadline(limit, poll_fn(poll))
+            .await
+            .map_err(|_| UdpError::TimedOut)
     }
 }
 

@@ -7,8 +7,8 @@ use core::net::SocketAddr;
 
 use edge_nal::{Close, TcpAccept, TcpBind, TcpConnect, TcpShutdown, TcpSplit};
 use embedded_io_async::{Error as _, ErrorKind, Read, Write};
-use net::testing::{Wire, run};
-use net::{Config, IoError, Ipv4Addr, Ipv4Config, PassAll, Stack};
+use net::testing::{Wire, config, run};
+use net::{IoError, Ipv4Addr, PassAll, Stack};
 use unikernel::task;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -16,15 +16,6 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn pair() -> (Stack, Stack) {
     let (a, b) = Wire::pair([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
-    let config = |address: Ipv4Addr| Config {
-        ipv4: Ipv4Config::Static {
-            address,
-            prefix: 24,
-            gateway: None,
-        },
-        random_seed: u64::from(address.octets()[3]),
-        ..Config::default()
-    };
     (
         Stack::start::<_, PassAll>(a, config(A)),
         Stack::start::<_, PassAll>(b, config(B)),

@@ -1,11 +1,10 @@
 //! The whole stack on the host: two stacks joined by `net::testing::Wire`,
 //! run by the kernel's executor on `net::testing`'s virtual clock.
 
-use net::testing::{Wire, run};
+use net::testing::{Wire, config, run};
 use net::{
-    Config, ConnectError, Ipv4Addr, Ipv4Config, NoPing, PassAll, PingError, ReadError, RxPolicy,
-    SocketAddrV4, Stack, TcpListener, TcpOptions, TcpStream, UdpOptions, UdpSocket, Verdict,
-    WriteError,
+    Config, ConnectError, Ipv4Addr, NoPing, PassAll, PingError, ReadError, RxPolicy, SocketAddrV4,
+    Stack, TcpListener, TcpOptions, TcpStream, UdpOptions, UdpSocket, Verdict, WriteError,
 };
 use smoltcp::wire::{ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
 use unikernel::task;
@@ -15,18 +14,6 @@ const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-fn config(address: Ipv4Addr) -> Config {
-    Config {
-        ipv4: Ipv4Config::Static {
-            address,
-            prefix: 24,
-            gateway: None,
-        },
-        random_seed: u64::from(address.octets()[3]),
-        ..Config::default()
-    }
-}
 
 /// Handles on the two ends of the cable, to watch or disturb it.
 struct Taps {

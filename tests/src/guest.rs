@@ -140,6 +140,20 @@ impl Guest {
         move || console.lock().unwrap().clone()
     }
 
+    /// Waits (up to a minute) until `done` holds; fails the test with the
+    /// console, naming `what` it waited for, when it does not.
+    pub fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}\n{}",
+                self.console()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Everything the guest printed so far.
     pub fn console(&self) -> String {
         self.console.lock().unwrap().clone()

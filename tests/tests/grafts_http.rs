@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tests::Qemu;
 use tests::grafts::{Control, HOSTILE, REFUSED, get_ok, refusal, sample, sealed, status, wasm};
@@ -72,19 +72,6 @@ impl Traffic {
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
         )
-    }
-}
-
-/// Waits (up to a minute) until `done` holds.
-fn wait_for(guest: &Guest, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}\n{}",
-            guest.console()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -175,7 +162,7 @@ fn every_hostile_graft_is_contained_while_a_client_is_served() {
     for hostile in HOSTILE {
         let before = control.stats();
         let id = control.load_ok("net.rx", &hostile.envelope("net.rx").unwrap());
-        wait_for(&guest, &format!("{} to be unloaded", hostile.name), || {
+        guest.wait_for(&format!("{} to be unloaded", hostile.name), || {
             control.installed() == 0
         });
         let log = control.log();
@@ -329,7 +316,7 @@ fn a_release_image_survives_a_graft_that_spins_until_its_fuel_runs_out() {
     let spin = sealed("net.rx", "", &sample("hostile-spin"));
     control.load_ok("net.rx", &spin);
     let traffic = Traffic::start(guest.addr_of(80));
-    wait_for(&guest, "the spinning graft to be unloaded", || {
+    guest.wait_for("the spinning graft to be unloaded", || {
         control.installed() == 0
     });
     let (ok, failed) = traffic.finish();

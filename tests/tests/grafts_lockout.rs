@@ -34,19 +34,6 @@ fn control(guest: &Guest) -> Control {
     Control::connect(guest, guest.addr_of(CONTROL))
 }
 
-/// Waits (up to a minute) until `done` holds.
-fn wait_for(guest: &Guest, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}\n{}",
-            guest.console()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_graft_that_drops_or_answers_every_frame_cannot_cut_the_control_channel() {
     let guest = server("");
@@ -92,7 +79,7 @@ fn an_unconfirmed_load_is_undone_by_the_image_and_logged() {
         !get_ok(web, Duration::from_secs(2)),
         "the graft is not in the path"
     );
-    wait_for(&guest, "the image to unload the unconfirmed graft", || {
+    guest.wait_for("the image to unload the unconfirmed graft", || {
         control(&guest).installed() == 0
     });
     let log = control(&guest).log();

@@ -208,10 +208,7 @@ fn pipelining_malformed_and_oversized_requests() {
 fn a_clean_restart_from_the_disk_keeps_every_key() {
     let disk = fresh_disk("restart");
     let mut kv = Kv::boot(&image(), &disk, "");
-    let commands: Vec<Vec<String>> = (0..1000)
-        .map(|i| vec!["SET".into(), format!("key:{i}"), format!("value-{i}")])
-        .collect();
-    assert_eq!(kv.pipe(&commands), (1000, 0));
+    assert_eq!(kv.set_keys(1000, |i| format!("value-{i}")), (1000, 0));
     assert_eq!(kv.cli(&["SET", "t", "v", "EX", "1000"]).trim(), "OK");
     // SHUTDOWN writes every dirty block to the disk and stops the image.
     let _ = kv.cli(&["SHUTDOWN"]);
@@ -225,10 +222,7 @@ fn a_clean_restart_from_the_disk_keeps_every_key() {
     // A new VM: nothing in memory survives, only the disk.
     let kv = Kv::boot(&image(), &disk, "");
     assert!(kv.console().contains("cache formatted"), "{}", kv.console());
-    let keys: Vec<String> = (0..1000).map(|i| format!("key:{i}")).collect();
-    let mut args = vec!["MGET"];
-    args.extend(keys.iter().map(String::as_str));
-    let values: Vec<String> = kv.cli(&args).lines().map(str::to_string).collect();
+    let values = kv.get_keys(1000);
     let expected: Vec<String> = (0..1000).map(|i| format!("value-{i}")).collect();
     assert_eq!(values, expected, "{}", kv.console());
     let ttl: i64 = kv.cli(&["TTL", "t"]).trim().parse().unwrap();
@@ -246,10 +240,7 @@ fn write_through_acknowledges_only_what_is_on_the_disk() {
         "{}",
         kv.console()
     );
-    let commands: Vec<Vec<String>> = (0..200)
-        .map(|i| vec!["SET".into(), format!("key:{i}"), format!("value-{i}")])
-        .collect();
-    assert_eq!(kv.pipe(&commands), (200, 0));
+    assert_eq!(kv.set_keys(200, |i| format!("value-{i}")), (200, 0));
     // The VM is killed: no SHUTDOWN, no warm reboot, the cache is gone.
     drop(kv);
     let kv = Kv::boot(&image(), &disk, "durability=write-through");

@@ -10,31 +10,11 @@ use kv::{Kv, fault_image, fresh_disk};
 const KEYS: usize = 1000;
 const CYCLES: usize = 20;
 
-fn sets(cycle: usize) -> Vec<Vec<String>> {
-    (0..KEYS)
-        .map(|i| {
-            vec![
-                "SET".to_string(),
-                format!("key:{i}"),
-                format!("cycle{cycle}-value{i}"),
-            ]
-        })
-        .collect()
-}
-
-/// Every key's value, one per line, in key order.
-fn values(kv: &Kv) -> Vec<String> {
-    let keys: Vec<String> = (0..KEYS).map(|i| format!("key:{i}")).collect();
-    let mut args = vec!["MGET"];
-    args.extend(keys.iter().map(String::as_str));
-    kv.cli(&args).lines().map(str::to_string).collect()
-}
-
 fn crash_cycles(name: &str, fault: &str) {
     let disk = fresh_disk(name);
     let mut kv = Kv::boot(&fault_image(), &disk, "");
     for cycle in 0..CYCLES {
-        let (replies, errors) = kv.pipe(&sets(cycle));
+        let (replies, errors) = kv.set_keys(KEYS, |i| format!("cycle{cycle}-value{i}"));
         assert_eq!(
             (replies, errors),
             (KEYS, 0),
@@ -44,7 +24,7 @@ fn crash_cycles(name: &str, fault: &str) {
         let expected: Vec<String> = (0..KEYS)
             .map(|i| format!("cycle{cycle}-value{i}"))
             .collect();
-        let got = values(&kv);
+        let got = kv.get_keys(KEYS);
         let lost = expected.iter().zip(&got).filter(|(e, g)| e != g).count();
         assert!(
             got.len() == KEYS && lost == 0,

@@ -5,31 +5,12 @@
 
 mod kv;
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use kv::control::{Controlled, value_of};
 use kv::{fresh_disk, image};
 use xtask::graft_client::{Client, Reply};
 
-/// A sample graft's module, as `cargo xtask grafts` builds it.
-fn module(name: &str) -> Vec<u8> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let prebuilt = xtask::root().join("target/grafts");
-        if prebuilt.join(format!("{name}.wasm")).exists() {
-            return prebuilt;
-        }
-        let out = xtask::root().join("target/grafts-build/out");
-        xtask::grafts::build_into(&out, Some(&xtask::root().join("target/grafts-build")))
-            .expect("building the sample grafts");
-        out
-    });
-    std::fs::read(dir.join(format!("{name}.wasm"))).unwrap_or_else(|e| panic!("{name}.wasm: {e}"))
-}
-
 fn load(client: &mut Client, point: &str, grant: &str, sample: &str) -> Reply {
-    let envelope = xtask::keys::seal(point, grant, &module(sample)).unwrap();
+    let envelope = xtask::keys::seal(point, grant, &tests::grafts::sample(sample)).unwrap();
     client.load(point, &envelope).unwrap()
 }
 

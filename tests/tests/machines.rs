@@ -91,19 +91,13 @@ fn kv_keeps_its_keys_on_a_virtio_pci_disk_on_q35() {
         "{}",
         kv.console()
     );
-    let commands: Vec<Vec<String>> = (0..200)
-        .map(|i| vec!["SET".into(), format!("key:{i}"), format!("value-{i}")])
-        .collect();
-    assert_eq!(kv.pipe(&commands), (200, 0));
+    assert_eq!(kv.set_keys(200, |i| format!("value-{i}")), (200, 0));
     let _ = kv.cli(&["SHUTDOWN"]);
     kv.wait_exit();
     drop(kv);
     // A new VM on the same disk: only what reached the disk is there.
     let kv = boot();
-    let keys: Vec<String> = (0..200).map(|i| format!("key:{i}")).collect();
-    let mut args = vec!["MGET"];
-    args.extend(keys.iter().map(String::as_str));
-    let values: Vec<String> = kv.cli(&args).lines().map(str::to_string).collect();
+    let values = kv.get_keys(200);
     let expected: Vec<String> = (0..200).map(|i| format!("value-{i}")).collect();
     assert_eq!(values, expected, "{}", kv.console());
 }

@@ -12,16 +12,7 @@ use anyhow::{Context, bail};
 /// The graft crates: every directory under `grafts/samples/`, as
 /// (package name, file stem).
 pub fn crates() -> anyhow::Result<Vec<(String, String)>> {
-    let dir = crate::root().join("grafts/samples");
-    let mut names: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("Cargo.toml").exists())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .map(|dir| (format!("graft-{dir}"), dir))
-        .collect();
-    names.sort();
-    Ok(names)
+    graft_fixtures::samples::crates(&crate::root()).map_err(anyhow::Error::msg)
 }
 
 /// `cargo build --release --target wasm32-unknown-unknown` run in `dir`
@@ -43,25 +34,20 @@ fn cargo_wasm(dir: &Path, args: &[&OsStr]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds every graft into `out` (a directory), using `target_dir` for cargo.
+/// Builds every graft into `out` (a directory), using `target_dir` for
+/// cargo, the same way the tests' modules are built
+/// (`graft_fixtures::samples`).
 pub fn build_into(out: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
-    let crates = crates()?;
-    let mut args: Vec<&OsStr> = Vec::new();
-    if let Some(dir) = target_dir {
-        args.extend([OsStr::new("--target-dir"), dir.as_os_str()]);
-    }
-    for (package, _) in &crates {
-        args.extend([OsStr::new("-p"), OsStr::new(package)]);
-    }
-    cargo_wasm(&crate::root(), &args)?;
-    let built = target_dir
+    crate::setup::targets()?;
+    let target_dir = target_dir
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::root().join("target"));
-    let built = built.join("wasm32-unknown-unknown/release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = graft_fixtures::samples::build(cargo, &crate::root(), &target_dir)
+        .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(out)?;
     let mut paths = Vec::new();
-    for (package, stem) in crates {
-        let from = built.join(format!("{}.wasm", package.replace('-', "_")));
+    for (stem, from) in built {
         let to = out.join(format!("{stem}.wasm"));
         std::fs::copy(&from, &to).with_context(|| format!("no {}", from.display()))?;
         let wasm = std::fs::read(&to)?;
@@ -157,29 +143,27 @@ fn write_artifact(out: &Path, stem: &str, wasm: &[u8]) -> anyhow::Result<usize> 
     Ok(artifact.len())
 }
 
-/// The bytes of graft module `name` (`target/grafts/<name>.wasm`, as
-/// `cargo xtask grafts` builds it). Tests call this: when the module is not
-/// there it builds every graft once, into `target/grafts-build`, a target
-/// directory of its own (so a nested cargo never waits on the lock the
-/// outer `cargo test` holds).
-pub fn module(name: &str) -> anyhow::Result<Vec<u8>> {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let file = format!("{name}.wasm");
-    let prebuilt = crate::root().join("target/grafts").join(&file);
-    if prebuilt.exists() {
-        return std::fs::read(&prebuilt).with_context(|| format!("{}", prebuilt.display()));
-    }
-    let dir = crate::root().join("target/grafts-build");
-    let built = dir.join("out").join(&file);
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.exists() {
-        build_into(&dir.join("out"), Some(&dir))?;
-    }
-    std::fs::read(&built).with_context(|| format!("no graft module {}", built.display()))
+/// The bytes of sample graft `name`, compiled afresh once per process into
+/// `target/grafts-build`: a target directory of its own, so that a nested
+/// cargo never waits on the lock an outer `cargo test` holds, and rebuilt
+/// (incrementally) every time, so it is never stale.
+pub fn sample(name: &str) -> anyhow::Result<Vec<u8>> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let out = BUILT
+        .get_or_init(|| {
+            let dir = crate::root().join("target/grafts-build");
+            build_into(&dir.join("out"), Some(&dir))
+                .map(|_| dir.join("out"))
+                .map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = out.join(format!("{name}.wasm"));
+    std::fs::read(&path).with_context(|| format!("no graft module {}", path.display()))
 }
 
 /// Compiles every graft module under `grafts/` to `.wasm` (always an
-/// optimised build: a graft is small and runs in an interpreter) and
+/// optimised build, the one the images are sent) and
 /// returns their paths.
 pub fn build_modules() -> anyhow::Result<Vec<PathBuf>> {
     build_into(&crate::root().join("target/grafts"), None)

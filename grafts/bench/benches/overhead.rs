@@ -11,9 +11,7 @@ use graft_host::GraftHost;
 fn main() {
     let compile =
         |wasm: &[u8]| graft_runtime::compile(wasm, graft_runtime::Target::Native).unwrap();
-    let module = |name: &str| {
-        compile(&xtask::grafts::module(name).unwrap_or_else(|e| panic!("graft {name}: {e:#}")))
-    };
+    let module = |name: &str| compile(graft_fixtures::wasm(name));
     let null = compile(graft_runtime::testing::NULL_GRAFT);
     let (readahead, evict) = (module("strided-readahead"), module("keep-hot"));
     let (sched, cipher) = (module("priority-sched"), module("stream-cipher"));

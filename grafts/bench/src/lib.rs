@@ -150,7 +150,7 @@ pub const READAHEAD_BLOCK: i64 = 40;
 /// The encryption sample's block number.
 pub const CIPHER_BLOCK_NUMBER: i64 = 9;
 
-/// The four sample modules (`target/grafts/<name>.wasm`).
+/// The four sample modules, compiled for the engine that runs them.
 pub struct Modules<'a> {
     pub readahead: &'a [u8],
     pub evict: &'a [u8],

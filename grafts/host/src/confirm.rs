@@ -4,8 +4,8 @@
 //! removal in the fault log (cause `unconfirmed`, action `unloaded`).
 //!
 //! The deadline is checked by a task of the control channel
-//! ([`crate::serve`]), which sleeps until the earliest one and is woken
-//! when a new probation begins; [`Confirmations::expire`] takes the time
+//! (`graft_channel::probation`), which sleeps until the earliest one and is woken
+//! when a new probation begins; [`Confirmations::due`] takes the time
 //! as an argument, so host tests drive it with a clock of their own. A
 //! graft that is unloaded, replaced or removed by a fault while on
 //! probation simply leaves it: its entry is dropped at the deadline.

@@ -93,6 +93,12 @@ impl core::fmt::Display for Refusal {
     }
 }
 
+/// The answer to a refused load or replace, logged.
+fn refused(point: &str, refusal: &Refusal) -> Response {
+    log::info!(target: "graft", "refused a graft for {point}: {refusal}");
+    Response::Err(refusal.to_string())
+}
+
 /// One image's grafts and the rules for changing them.
 pub struct GraftHost {
     runtime: Runtime,
@@ -247,10 +253,7 @@ impl GraftHost {
                 );
                 Response::Ok(json::on_probation(id, point, bytes, within_ms))
             }
-            Err(refusal) => {
-                log::info!(target: "graft", "refused a graft for {point}: {refusal}");
-                Response::Err(refusal.to_string())
-            }
+            Err(refusal) => refused(point, &refusal),
         }
     }
 
@@ -295,10 +298,25 @@ impl GraftHost {
                 }
                 Response::Ok(json::installed(id, point, bytes, old))
             }
-            Err(refusal) => {
-                log::info!(target: "graft", "refused a graft for {point}: {refusal}");
-                Response::Err(refusal.to_string())
-            }
+            Err(refusal) => refused(point, &refusal),
         }
     }
+}
+
+/// The image's clock, as the graft runtime reads it.
+#[cfg(target_os = "none")]
+struct KernelClock;
+
+#[cfg(target_os = "none")]
+impl Clock for KernelClock {
+    fn now_ns(&self) -> u64 {
+        unikernel::arch::clock_now().as_nanos()
+    }
+}
+
+/// The graft host of an image: on the kernel's clock, trusting the keys
+/// built in ([`crate::built_in_keys`]).
+#[cfg(target_os = "none")]
+pub fn image_host() -> Shared {
+    GraftHost::new(Rc::new(KernelClock), crate::built_in_keys()).share()
 }

@@ -36,8 +36,7 @@ impl graft_runtime::CodeMemory for KernelCode {
         ptr: *const u8,
         len: usize,
     ) -> Result<(), graft_runtime::EngineError> {
-        unikernel::arch::graft_code::publish(ptr as usize, len)
-            .map_err(|e| graft_runtime::EngineError::msg(alloc::format!("{e}")))
+        unikernel::arch::graft_code::publish(ptr as usize, len).map_err(engine_error)
     }
 
     fn unpublish_executable(
@@ -45,9 +44,14 @@ impl graft_runtime::CodeMemory for KernelCode {
         ptr: *const u8,
         len: usize,
     ) -> Result<(), graft_runtime::EngineError> {
-        unikernel::arch::graft_code::unpublish(ptr as usize, len)
-            .map_err(|e| graft_runtime::EngineError::msg(alloc::format!("{e}")))
+        unikernel::arch::graft_code::unpublish(ptr as usize, len).map_err(engine_error)
     }
+}
+
+/// A kernel error as the engine reports it.
+#[cfg(target_os = "none")]
+fn engine_error(error: impl core::fmt::Display) -> graft_runtime::EngineError {
+    graft_runtime::EngineError::msg(alloc::format!("{error}"))
 }
 
 #[cfg(target_os = "none")]

@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 use graft_runtime::{
     Capabilities, Capability, ManageError, PointId, PointSpec, Val, ValType, Vals,
 };
-use unikernel::storage::{BLOCK, Block, BlockFilter, EvictionPolicy, Lru, Plain, ReadAhead};
+use unikernel::storage::{BLOCK_SIZE, Block, BlockFilter, EvictionPolicy, Lru, Plain, ReadAhead};
 use unikernel::storage::{Sequential, Window};
 
 use crate::host::{Shared, grafted};
@@ -89,7 +89,7 @@ pub fn cache_readahead() -> PointSpec {
 
 /// `cache.filter`: a graft rewrites each block between the user and the
 /// disk (it reads and writes the block, byte by byte if it likes: the fuel
-/// is sized for a block of [`BLOCK`] bytes handled one byte at a time).
+/// is sized for a block of [`BLOCK_SIZE`] bytes handled one byte at a time).
 pub fn cache_filter() -> PointSpec {
     PointSpec {
         validator: filter_done,
@@ -329,7 +329,7 @@ impl<F: BlockFilter> GraftFilter<F> {
             return false;
         };
         match call(&self.graft, || (data.to_vec(), Val::I64(arg))) {
-            Some((_, context)) if context.len() == BLOCK => {
+            Some((_, context)) if context.len() == BLOCK_SIZE => {
                 data.copy_from_slice(&context);
                 true
             }

@@ -5,8 +5,8 @@
 //! measurably — and a graft that aborts changing nothing: the compiled-in
 //! policy serves as if no graft had been there.
 //!
-//! The `.wasm` files come from `cargo xtask grafts` (`target/grafts/`);
-//! without them this test builds them itself into `target/grafts-build`.
+//! The `.wasm` modules come from `graft_fixtures`, compiled from the
+//! samples' current sources.
 //! Each measuring test prints its figures (run with `--nocapture`).
 
 use std::rc::Rc;
@@ -20,14 +20,13 @@ use graft_runtime::testing::Ticks;
 use graft_runtime::{AbortCause, Capabilities, FaultAction};
 use unikernel::storage::testing::{CrashClock, DiskStats, MemDisk, MemMemory, block_on};
 use unikernel::storage::{
-    BLOCK, Block, BlockCache, BlockFilter, CacheMemory, CacheStats, Durability, EvictionPolicy,
-    Lru, NoReadAhead, Plain, Policies, ReadAhead, Sequential, Start,
+    BLOCK_SIZE, Block, BlockCache, BlockFilter, CacheMemory, CacheStats, Durability,
+    EvictionPolicy, Lru, NoReadAhead, Plain, Policies, ReadAhead, Sequential, Start,
 };
 
-/// A sample graft's module, as `cargo xtask grafts` builds it.
+/// A sample graft's module, compiled for this host.
 fn module(name: &str) -> Vec<u8> {
-    let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    graft_runtime::compile(&module, graft_runtime::Target::Native)
+    graft_runtime::compile(graft_fixtures::wasm(name), graft_runtime::Target::Native)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -68,14 +67,14 @@ fn read<E: EvictionPolicy, R: ReadAhead, F: BlockFilter>(
     cache: &mut Cache<'_, E, R, F>,
     block: u64,
 ) -> Block {
-    let mut out = [0u8; BLOCK];
+    let mut out = [0u8; BLOCK_SIZE];
     block_on(cache.read(block, &mut out)).expect("read");
     out
 }
 
 /// A block that says which block it is, in every byte.
 fn plaintext(block: u64) -> Block {
-    let mut data = [0u8; BLOCK];
+    let mut data = [0u8; BLOCK_SIZE];
     for (i, byte) in data.iter_mut().enumerate() {
         *byte = b"block #"[i % 7];
     }
@@ -250,10 +249,10 @@ fn cipher_graft_keeps_plaintext_off_the_disk_and_reads_round_trip() {
     println!(
         "stream cipher: {differing} of {} bytes on the disk differ from the plaintext \
          ({} fuel per block)",
-        40 * BLOCK,
+        40 * BLOCK_SIZE,
         stats.fuel_used / stats.calls
     );
-    assert!(differing > 40 * BLOCK * 9 / 10, "{differing}");
+    assert!(differing > 40 * BLOCK_SIZE * 9 / 10, "{differing}");
 
     // A cold cache with the graft reads the plaintext back...
     let filter = GraftFilter::new(&host, Plain).unwrap();

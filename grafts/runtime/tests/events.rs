@@ -114,6 +114,14 @@ fn snapshot(rt: &Runtime, grafts: &[GraftId]) -> (Vec<Option<i64>>, usize, Vec<u
     )
 }
 
+/// Loads on `policy` an emitter that raises its first emit point with
+/// the 4 bytes `PING` and argument 7, then runs `tail`.
+fn load_emitter(rt: &mut Runtime, tail: &str) -> GraftId {
+    let emit = "(i32.const 0) (i32.const 0) (i32.const 4) (i64.const 7)";
+    rt.load("policy", &emitter(emit, tail), caps(EMITTER_CAPS))
+        .unwrap()
+}
+
 fn counters(rt: &Runtime) -> Vec<i64> {
     (0..8).map(|i| rt.state().counter(i).unwrap()).collect()
 }
@@ -121,16 +129,7 @@ fn counters(rt: &Runtime) -> Vec<i64> {
 #[test]
 fn a_handlers_writes_commit_with_the_emitter() {
     let mut rt = runtime(200_000, &["audit"]);
-    let a = rt
-        .load(
-            "policy",
-            &emitter(
-                "(i32.const 0) (i32.const 0) (i32.const 4) (i64.const 7)",
-                "",
-            ),
-            caps(EMITTER_CAPS),
-        )
-        .unwrap();
+    let a = load_emitter(&mut rt, "");
     let b = rt.load("audit", &handler(""), caps(HANDLER_CAPS)).unwrap();
     assert_eq!(invoke(&mut rt), 0, "the emitter committed");
     // Counter 1 holds the verdict: one handler committed, none aborted.
@@ -157,16 +156,7 @@ fn a_handlers_writes_commit_with_the_emitter() {
 #[test]
 fn a_failing_handler_is_undone_alone_logged_and_unloaded_after_k_failures() {
     let mut rt = runtime(200_000, &["audit"]);
-    let a = rt
-        .load(
-            "policy",
-            &emitter(
-                "(i32.const 0) (i32.const 0) (i32.const 4) (i64.const 7)",
-                "",
-            ),
-            caps(EMITTER_CAPS),
-        )
-        .unwrap();
+    let a = load_emitter(&mut rt, "");
     let good = rt.load("audit", &handler(""), caps(HANDLER_CAPS)).unwrap();
     let bad = rt
         .load("audit", &handler("unreachable"), caps(HANDLER_CAPS))
@@ -209,16 +199,7 @@ fn a_failing_handler_is_undone_alone_logged_and_unloaded_after_k_failures() {
 #[test]
 fn an_emitter_abort_undoes_what_its_handlers_committed() {
     let mut rt = runtime(200_000, &["audit"]);
-    let a = rt
-        .load(
-            "policy",
-            &emitter(
-                "(i32.const 0) (i32.const 0) (i32.const 4) (i64.const 7)",
-                "unreachable",
-            ),
-            caps(EMITTER_CAPS),
-        )
-        .unwrap();
+    let a = load_emitter(&mut rt, "unreachable");
     let b = rt.load("audit", &handler(""), caps(HANDLER_CAPS)).unwrap();
     rt.state().set_counter(5, 55);
     let before = snapshot(&rt, &[a, b]);

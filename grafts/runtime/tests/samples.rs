@@ -2,8 +2,8 @@
 //! SDK), run in the runtime against a model of the host state: each sample
 //! changes behaviour the way it should, each hostile one is contained.
 //!
-//! The `.wasm` files come from `cargo xtask grafts` (`target/grafts/`);
-//! without them this test builds them itself into `target/grafts-build`.
+//! The `.wasm` modules come from `graft_fixtures`, compiled from the
+//! samples' current sources.
 
 use std::rc::Rc;
 
@@ -11,8 +11,7 @@ use graft_runtime::testing::Ticks;
 use graft_runtime::{AbortCause, Capabilities, Limits, PointSpec, Runtime, Val, ValType};
 
 fn module(name: &str) -> Vec<u8> {
-    let module = xtask::grafts::module(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    graft_runtime::compile(&module, graft_runtime::Target::Native)
+    graft_runtime::compile(graft_fixtures::wasm(name), graft_runtime::Target::Native)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -20,15 +19,6 @@ fn runtime(spec: PointSpec) -> Runtime {
     let mut rt = Runtime::new(4, Limits::default(), Rc::new(Ticks::default()));
     rt.declare(spec).unwrap();
     rt
-}
-
-fn tcp_frame(port: u16) -> Vec<u8> {
-    let mut frame = vec![0u8; 54];
-    frame[12..14].copy_from_slice(&[0x08, 0x00]);
-    frame[14] = 0x45;
-    frame[23] = 6;
-    frame[36..38].copy_from_slice(&port.to_be_bytes());
-    frame
 }
 
 #[test]
@@ -54,9 +44,9 @@ fn packet_filter_drops_only_the_blocked_port_and_counts() {
             .map(|(_, r)| r.unwrap()[0].i32().unwrap())
             .collect::<Vec<_>>()
     };
-    assert_eq!(verdict(tcp_frame(8081)), [1]);
-    assert_eq!(verdict(tcp_frame(80)), [0]);
-    let mut udp = tcp_frame(8081);
+    assert_eq!(verdict(graft_fixtures::tcp_frame(8081)), [1]);
+    assert_eq!(verdict(graft_fixtures::tcp_frame(80)), [0]);
+    let mut udp = graft_fixtures::tcp_frame(8081);
     udp[23] = 17;
     assert_eq!(
         verdict(udp),

@@ -68,9 +68,7 @@ async fn main() -> i32 {
             return 2;
         }
     };
-    let (control, limits) = match graft_host::serve::control_port(cmdline)
-        .and_then(|port| Ok((port, graft_host::serve::Limits::from_cmdline(cmdline)?)))
-    {
+    let (control, limits) = match graft_channel::tcp::settings(cmdline) {
         Ok(control) => control,
         Err(e) => {
             println!("http: {e}");
@@ -83,7 +81,7 @@ async fn main() -> i32 {
 
     // Grafts: the receive path (`net.rx`, in front of the compiled-in
     // `block=` filter) and the request event (`http.request`).
-    let grafts = graft_host::serve::host();
+    let grafts = graft_host::image_host();
     let declared = GraftRx::new(&grafts, net::DropPorts::new(blocked)).and_then(|rx| {
         let event = graft_host::app::Event::declare(&grafts, graft_host::points::http_request())?;
         Ok((rx, event))
@@ -101,7 +99,7 @@ async fn main() -> i32 {
     };
     let address = stack.wait_for_address().await;
     if let Some(port) = control
-        && let Err(e) = graft_host::serve::spawn_tcp(&grafts, &stack, port, limits)
+        && let Err(e) = graft_channel::tcp::spawn(&grafts, &stack, port, limits)
     {
         println!("http: cannot listen for graft control on port {port}: {e:?}");
         return 3;

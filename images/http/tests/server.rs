@@ -5,7 +5,7 @@
 
 use http::{Server, ServerConfig};
 use net::testing::{Wire, run};
-use net::{Config, Ipv4Addr, Ipv4Config, PassAll, SocketAddrV4, Stack, TcpOptions, TcpStream};
+use net::{Ipv4Addr, PassAll, SocketAddrV4, Stack, TcpOptions, TcpStream};
 use unikernel::task;
 use unikernel::time::Duration;
 
@@ -13,16 +13,7 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const HELLO: &str = include_str!("../static/hello.txt");
 
 fn stack(nic: Wire, address: Ipv4Addr) -> Stack {
-    let config = Config {
-        ipv4: Ipv4Config::Static {
-            address,
-            prefix: 24,
-            gateway: None,
-        },
-        random_seed: u64::from(address.octets()[3]),
-        ..Config::default()
-    };
-    Stack::start::<_, PassAll>(nic, config)
+    Stack::start::<_, PassAll>(nic, net::testing::config(address))
 }
 
 /// Starts a server (idle time-out 5 s) and returns the client's stack.

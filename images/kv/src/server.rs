@@ -118,9 +118,7 @@ pub async fn run() -> i32 {
         println!("kv: bad command line: {cmdline}");
         return 2;
     };
-    let (control, limits) = match graft_host::serve::control_port(cmdline)
-        .and_then(|port| Ok((port, graft_host::serve::Limits::from_cmdline(cmdline)?)))
-    {
+    let (control, limits) = match graft_channel::tcp::settings(cmdline) {
         Ok(control) => control,
         Err(error) => {
             println!("kv: {error}");
@@ -131,7 +129,7 @@ pub async fn run() -> i32 {
         println!("kv: no Rio region");
         return 3;
     };
-    let grafts = graft_host::serve::host();
+    let grafts = graft_host::image_host();
     let policies = GraftEviction::new(&grafts, Lru::default()).and_then(|eviction| {
         Ok(Policies {
             eviction,
@@ -233,7 +231,7 @@ pub async fn run() -> i32 {
         }
     };
     if let Some(control) = control
-        && let Err(error) = graft_host::serve::spawn_tcp(&grafts, &stack, control, limits)
+        && let Err(error) = graft_channel::tcp::spawn(&grafts, &stack, control, limits)
     {
         println!("kv: cannot listen for graft control on port {control}: {error:?}");
         return 3;

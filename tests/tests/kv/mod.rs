@@ -188,4 +188,21 @@ impl Kv {
             });
         counts.unwrap_or_else(|| panic!("redis-cli --pipe said:\n{out}\n{}", self.console()))
     }
+
+    /// Sets `key:0` to `key:{n-1}` to `value(i)` in one pipelined stream
+    /// ([`Kv::pipe`]); returns the replies and the errors.
+    pub fn set_keys(&self, n: usize, value: impl Fn(usize) -> String) -> (usize, usize) {
+        let commands: Vec<Vec<String>> = (0..n)
+            .map(|i| vec!["SET".into(), format!("key:{i}"), value(i)])
+            .collect();
+        self.pipe(&commands)
+    }
+
+    /// The values of `key:0` to `key:{n-1}`, in key order (one `MGET`).
+    pub fn get_keys(&self, n: usize) -> Vec<String> {
+        let keys: Vec<String> = (0..n).map(|i| format!("key:{i}")).collect();
+        let mut args = vec!["MGET"];
+        args.extend(keys.iter().map(String::as_str));
+        self.cli(&args).lines().map(str::to_string).collect()
+    }
 }

@@ -170,6 +170,12 @@ impl ProtectedRegion {
     /// routine, the only code that can write the region. Panics if the
     /// range does not fit (a bug in the caller).
     pub fn write(&self, offset: usize, data: &[u8]) {
+        self.assert_fits(offset, data);
+        self.write_raw(HEADER + offset, data);
+    }
+
+    /// Panics unless `data` at `offset` lies within the storage part.
+    fn assert_fits(&self, offset: usize, data: &[u8]) {
         let end = offset
             .checked_add(data.len())
             .filter(|&end| end <= self.len());
@@ -178,7 +184,6 @@ impl ProtectedRegion {
             "Rio write {offset}+{} outside the region",
             data.len()
         );
-        self.write_raw(HEADER + offset, data);
     }
 
     /// Copies several `(offset, data)` pieces into the storage part, in
@@ -188,14 +193,7 @@ impl ProtectedRegion {
     pub fn write_many(&self, pieces: &[(usize, &[u8])]) {
         let (mut low, mut high) = (usize::MAX, 0);
         for &(offset, data) in pieces {
-            let end = offset
-                .checked_add(data.len())
-                .filter(|&end| end <= self.len());
-            assert!(
-                end.is_some(),
-                "Rio write {offset}+{} outside the region",
-                data.len()
-            );
+            self.assert_fits(offset, data);
             if !data.is_empty() {
                 low = low.min(offset);
                 high = high.max(offset + data.len());

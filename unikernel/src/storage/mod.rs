@@ -79,10 +79,6 @@ mod crash_tests;
 mod tests;
 
 pub use cache::{BlockCache, CacheError, CacheStats, Durability};
-/// The old name of [`BLOCK_SIZE`], kept until `graft-host` says
-/// `BLOCK_SIZE` too.
-#[doc(hidden)]
-pub use device::BLOCK_SIZE as BLOCK;
 pub use device::{BLOCK_SIZE, Block, CacheMemory, DeviceError, Disk};
 pub use eviction::{EvictionPolicy, KeepHot, Lru, SecondChance};
 pub use filter::{BlockFilter, Plain};

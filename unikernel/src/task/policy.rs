@@ -1,7 +1,7 @@
 //! Scheduling policies: which ready task runs next.
 //!
-//! This is the model every policy in Rootstock follows (and the place where
-//! grafts later hang): a trait, a compiled-in default ([`Fifo`]), at least
+//! This is the model every policy in Rootstock follows (and the one a
+//! `sched.pick` graft replaces, through [`Overridable`]): a trait, a compiled-in default ([`Fifo`]), at least
 //! one alternative ([`Priority`]), and the choice made per image at build
 //! time (`scheduler: unikernel::task::Priority` in the image's `image!`).
 //! The executor is generic over the policy, so the choice costs nothing at
@@ -199,7 +199,7 @@ impl<P: SchedPolicy> SchedPolicy for Overridable<P> {
 mod tests {
     use super::*;
 
-    fn meta(n: u32, priority: u8) -> TaskMeta {
+    pub(super) fn meta(n: u32, priority: u8) -> TaskMeta {
         TaskMeta {
             group: 0,
             id: TaskId::new(n, 0),
@@ -238,18 +238,9 @@ mod tests {
 
 #[cfg(test)]
 mod override_tests {
+    use super::tests::meta;
     use super::*;
     use alloc::vec::Vec;
-
-    fn meta(n: u32, priority: u8) -> TaskMeta {
-        TaskMeta {
-            group: 0,
-            id: TaskId::new(n, 0),
-            priority,
-            seq: u64::from(n),
-            name: "t",
-        }
-    }
 
     #[test]
     fn ready_lists_tasks_in_policy_order_and_remove_takes_one() {

@@ -174,6 +174,63 @@ pub fn net_module_entries(kernel: &Path) -> anyhow::Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// Directories every Linux peer's initramfs has.
+const ROOT_DIRS: [&str; 9] = [
+    "bin",
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "etc",
+    "usr",
+    "lib",
+    "lib/modules",
+];
+
+/// Writes a gzipped initramfs for a networked Linux peer to `path`: the
+/// directories [`ROOT_DIRS`], `dirs` and every parent of `libraries`, then `files`, the
+/// shared libraries themselves (at their own paths) and the kernel's
+/// virtio-net modules ([`net_module_entries`]).
+pub fn write_net_initramfs(
+    path: &Path,
+    kernel: &Path,
+    dirs: &[&str],
+    files: Vec<Entry>,
+    libraries: &[PathBuf],
+) -> anyhow::Result<()> {
+    let in_root = |p: &Path| -> anyhow::Result<String> {
+        Ok(p.to_str()
+            .context("library path")?
+            .trim_start_matches('/')
+            .to_string())
+    };
+    let mut all_dirs: Vec<String> = ROOT_DIRS
+        .iter()
+        .chain(dirs)
+        .map(|d| d.to_string())
+        .collect();
+    for lib in libraries {
+        let mut parent = lib.parent();
+        while let Some(p) = parent.filter(|p| p != &Path::new("/")) {
+            all_dirs.push(in_root(p)?);
+            parent = p.parent();
+        }
+    }
+    all_dirs.sort();
+    all_dirs.dedup();
+    let mut entries: Vec<Entry> = all_dirs.iter().map(|d| dir(d)).collect();
+    entries.extend(files);
+    for lib in libraries {
+        let bytes = std::fs::read(lib).with_context(|| format!("cannot read {}", lib.display()))?;
+        entries.push(file(&in_root(lib)?, 0o755, bytes));
+    }
+    entries.extend(net_module_entries(kernel)?);
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let bytes = cpio::write_cpio(entries.into_iter(), gz)?.finish()?;
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
 /// The host CPU's clock in kHz, from /proc/cpuinfo.
 pub fn host_tsc_khz() -> Option<u64> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;

@@ -1,7 +1,7 @@
 //! The `graftbench` image: VINO's graft overhead table measured inside a
 //! booted image (`graft_bench`), on the TSC-based kernel clock.
 //!
-//! It builds a graft host as every image does (`graft_host::serve::host`),
+//! It builds a graft host as every image does (`graft_host::image_host`),
 //! measures the transaction mechanics, the indirection of an empty graft
 //! point, a null graft and the four sample grafts (their artifacts embedded
 //! at build time from `ROOTSTOCK_GRAFTS_DIR`, which `cargo xtask build`
@@ -41,7 +41,7 @@ async fn main() -> i32 {
         cipher: graft!("stream-cipher"),
     };
 
-    let host = graft_host::serve::host();
+    let host = graft_host::image_host();
     let now = || unikernel::arch::clock_now().as_nanos();
     let samples = bench::samples(modules, bench::natives());
     let null = graft!("null-graft");

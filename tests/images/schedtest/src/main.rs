@@ -46,12 +46,12 @@ async fn main() -> i32 {
         println!("schedtest: bad rounds= value");
         return 2;
     };
-    let grafts = graft_host::serve::host();
+    let grafts = graft_host::image_host();
     if let Err(e) = graft_host::sched::install(&grafts) {
         println!("schedtest: cannot declare sched.pick: {e}");
         return 3;
     }
-    if let Err(e) = graft_host::serve::spawn_serial(&grafts) {
+    if let Err(e) = graft_channel::serial::spawn(&grafts) {
         println!("schedtest: no serial input: {e:?}");
         return 3;
     }

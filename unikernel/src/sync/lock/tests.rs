@@ -86,17 +86,7 @@ fn drive(tasks: Vec<Pin<Box<dyn Future<Output = ()> + '_>>>, spurious: &[usize])
 /// itself and releases.
 async fn worker(lock: &AsyncLock, log: &RefCell<Vec<usize>>, me: usize) {
     let _guard = lock.lock().await;
-    let mut yielded = false;
-    core::future::poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await;
+    crate::task::yield_now().await;
     log.borrow_mut().push(me);
 }
 

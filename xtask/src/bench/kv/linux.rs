@@ -1,5 +1,5 @@
-//! The Linux peer for `bench kv`: the foundation bench's Debian cloud
-//! kernel with an initramfs that brings up virtio-net (modules, as in
+//! The Linux peer for `bench kv`: the Debian cloud kernel of
+//! `bench::linux` with an initramfs that brings up virtio-net (modules, as in
 //! `bench net`) and runs Debian's `redis-server` on port 6379.
 //!
 //! Debian's `redis-tools` (installed by `cargo xtask setup` for the
@@ -17,7 +17,7 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use crate::bench::linux::{self, Entry, dir, file};
+use crate::bench::linux::{self, file};
 use crate::bench::net::nginx::libraries;
 
 /// What the init prints when redis answers.
@@ -65,46 +65,14 @@ pub fn initramfs(kernel: &Path) -> anyhow::Result<PathBuf> {
     let busybox = std::fs::read("/bin/busybox").context("no /bin/busybox (busybox-static)")?;
     let redis = std::fs::read(REDIS).with_context(|| format!("no {REDIS} (redis-tools)"))?;
     let libraries = libraries(Path::new(REDIS))?;
-    let mut dirs: Vec<String> = ["bin", "dev", "proc", "sys", "tmp", "etc", "usr", "usr/bin"]
-        .iter()
-        .chain(&["lib", "lib/modules"])
-        .map(|d| d.to_string())
-        .collect();
-    for lib in &libraries {
-        let mut parent = lib.parent();
-        while let Some(p) = parent.filter(|p| p != &Path::new("/")) {
-            dirs.push(
-                p.to_str()
-                    .context("library path")?
-                    .trim_start_matches('/')
-                    .into(),
-            );
-            parent = p.parent();
-        }
-    }
-    dirs.sort();
-    dirs.dedup();
-    let mut entries: Vec<Entry> = dirs.iter().map(|d| dir(d)).collect();
-    entries.push(file("bin/busybox", 0o755, busybox));
-    entries.push(file("init", 0o755, INIT.as_bytes().to_vec()));
-    entries.push(file("usr/bin/redis-server", 0o755, redis));
-    entries.push(file(
-        "etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/:/bin/sh\n".to_vec(),
-    ));
-    for lib in &libraries {
-        let bytes = std::fs::read(lib).with_context(|| format!("cannot read {}", lib.display()))?;
-        let name = lib
-            .to_str()
-            .context("library path")?
-            .trim_start_matches('/');
-        entries.push(file(name, 0o755, bytes));
-    }
-    entries.extend(linux::net_module_entries(kernel)?);
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let bytes = cpio::write_cpio(entries.into_iter(), gz)?.finish()?;
-    std::fs::write(&path, bytes)?;
+    let dirs = ["usr/bin"];
+    let files = vec![
+        file("bin/busybox", 0o755, busybox),
+        file("init", 0o755, INIT.as_bytes().to_vec()),
+        file("usr/bin/redis-server", 0o755, redis),
+        file("etc/passwd", 0o644, b"root:x:0:0:root:/:/bin/sh\n".to_vec()),
+    ];
+    linux::write_net_initramfs(&path, kernel, &dirs, files, &libraries)?;
     Ok(path)
 }
 

@@ -6,7 +6,7 @@ use super::{CLIENTS, Crash, DIRTY_MIB, LOADS, MEMORY, Network, System};
 use crate::bench::{median, out_dir, spread, verdict};
 use crate::qemu::Accel;
 
-/// The target: at least twice the Linux guest's requests/s.
+/// The target: at least twice the Linux guest's requests/s.
 const TARGET: f64 = 2.0;
 /// What Unikraft reported for Redis (ANCHORS.md), quoted beside each ratio.
 const REFERENCE_RATIO: &str = "Unikraft reported 1.7× for GET at -P 16, KVM";

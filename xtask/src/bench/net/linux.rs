@@ -1,4 +1,4 @@
-//! The Linux peer: the foundation bench's Debian cloud kernel with an
+//! The Linux peer: the Debian cloud kernel of `bench::linux` with an
 //! initramfs that brings up virtio-net (its drivers are modules in that
 //! kernel) and runs nginx on port 80 and busybox's `nc -ll -e cat` echo
 //! server on port 7.
@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::Context;
 
 use super::nginx;
-use crate::bench::linux::{self, Entry, dir, file};
+use crate::bench::linux::{self, file};
 
 /// What the init prints when both servers are up.
 pub const READY_LINE: &str = "linux: net ready";
@@ -48,77 +48,30 @@ pub fn initramfs(kernel: &Path) -> anyhow::Result<PathBuf> {
     crate::setup::packages(&["busybox-static"])?;
     let busybox = std::fs::read("/bin/busybox").context("no /bin/busybox (busybox-static)")?;
     let nginx_binary = nginx::binary()?;
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut dirs: Vec<String> = [
-        "bin",
-        "dev",
-        "proc",
-        "sys",
-        "tmp",
-        "etc",
-        "etc/nginx",
-        "www",
-        "usr",
-        "usr/sbin",
-        "lib",
-        "lib/modules",
-        "var",
-        "var/nginx",
-    ]
-    .iter()
-    .map(|d| d.to_string())
-    .collect();
+    let dirs = ["etc/nginx", "www", "usr/sbin", "var", "var/nginx"];
     let libraries = nginx::libraries(&nginx_binary)?;
-    for lib in &libraries {
-        let mut parent = lib.parent();
-        while let Some(p) = parent.filter(|p| p != &Path::new("/")) {
-            dirs.push(
-                p.to_str()
-                    .context("library path")?
-                    .trim_start_matches('/')
-                    .to_string(),
-            );
-            parent = p.parent();
-        }
-    }
-    dirs.sort();
-    dirs.dedup();
-    entries.extend(dirs.iter().map(|d| dir(d)));
-    entries.push(file("bin/busybox", 0o755, busybox));
-    entries.push(file("init", 0o755, INIT.as_bytes().to_vec()));
-    entries.push(file(
-        "etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),
-    ));
-    entries.push(file(
-        "etc/group",
-        0o644,
-        b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
-    ));
-    entries.push(file(
-        "etc/nginx/nginx.conf",
-        0o644,
-        nginx::config("80", "/www", "/var/nginx").into_bytes(),
-    ));
-    entries.push(file(
-        "www/hello.txt",
-        0o644,
-        nginx::HELLO.as_bytes().to_vec(),
-    ));
-    entries.push(file("usr/sbin/nginx", 0o755, std::fs::read(&nginx_binary)?));
-    for lib in &libraries {
-        let bytes = std::fs::read(lib).with_context(|| format!("cannot read {}", lib.display()))?;
-        let name = lib
-            .to_str()
-            .context("library path")?
-            .trim_start_matches('/');
-        entries.push(file(name, 0o755, bytes));
-    }
-    entries.extend(linux::net_module_entries(kernel)?);
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let bytes = cpio::write_cpio(entries.into_iter(), gz)?.finish()?;
-    std::fs::write(&path, bytes)?;
+    let files = vec![
+        file("bin/busybox", 0o755, busybox),
+        file("init", 0o755, INIT.as_bytes().to_vec()),
+        file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),
+        ),
+        file(
+            "etc/group",
+            0o644,
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        ),
+        file(
+            "etc/nginx/nginx.conf",
+            0o644,
+            nginx::config("80", "/www", "/var/nginx").into_bytes(),
+        ),
+        file("www/hello.txt", 0o644, nginx::HELLO.as_bytes().to_vec()),
+        file("usr/sbin/nginx", 0o755, std::fs::read(&nginx_binary)?),
+    ];
+    linux::write_net_initramfs(&path, kernel, &dirs, files, &libraries)?;
     Ok(path)
 }
 

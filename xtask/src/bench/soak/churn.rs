@@ -87,7 +87,7 @@ impl Module {
     }
 
     fn sample(name: &str, point: &'static str, grant: &'static str) -> anyhow::Result<Module> {
-        Module::compile(name, point, grant, &crate::grafts::module(name)?)
+        Module::compile(name, point, grant, &crate::grafts::sample(name)?)
     }
 
     fn envelope(&self) -> anyhow::Result<Vec<u8>> {

@@ -1,17 +1,17 @@
-//! The graft host on the host: signed loading through the control
-//! protocol, every refusal changing nothing, and the receive-path and
-//! scheduler adapters calling grafts and falling back to the compiled-in
-//! policy.
+//! The management channel driving the graft host, on the host: signed
+//! loading through the control protocol, every refusal changing nothing,
+//! and the receive-path and scheduler adapters calling grafts and falling
+//! back to the compiled-in policy.
 
 use std::rc::Rc;
 
 use ed25519_compact::{KeyPair, Seed};
+use graft_channel::{Next, Session};
 use graft_control::envelope::seal;
 use graft_control::{Response, TrustedKeys};
 use graft_host::points::{NET_RX, SCHED_PICK};
 use graft_host::rx::GraftRx;
-use graft_host::session::Next;
-use graft_host::{GraftHost, Session, Shared};
+use graft_host::{GraftHost, Shared};
 use graft_runtime::testing::Ticks;
 use net::{RxPolicy, Verdict};
 
@@ -50,17 +50,27 @@ fn compiled(text: &str) -> Vec<u8> {
     graft_runtime::compile(&module, graft_runtime::Target::Native).expect("test module compiles")
 }
 
+/// `text` compiled and sealed for `point` by the trusted key.
+fn sealed(sequence: u64, point: &str, grant: &str, text: &str) -> Vec<u8> {
+    let artifact = compiled(text);
+    signed(1, sequence, point, grant, graft_runtime::ENGINE, &artifact)
+}
+
+/// `artifact` sealed by key `seed` as compiled for `engine`.
+fn signed(
+    seed: u8,
+    sequence: u64,
+    point: &str,
+    grant: &str,
+    engine: &str,
+    artifact: &[u8],
+) -> Vec<u8> {
+    seal(&key(seed).sk, sequence, point, grant, engine, artifact).unwrap()
+}
+
 /// The packet filter, compiled and sealed for `net.rx` by the trusted key.
 fn filter_envelope(sequence: u64) -> Vec<u8> {
-    seal(
-        &key(1).sk,
-        sequence,
-        NET_RX,
-        "context,counters",
-        graft_runtime::ENGINE,
-        &compiled(FILTER),
-    )
-    .unwrap()
+    sealed(sequence, NET_RX, "context,counters", FILTER)
 }
 
 fn send(host: &Shared, bytes: &[u8]) -> Vec<Response> {
@@ -94,15 +104,6 @@ fn err(response: &Response) -> &str {
     }
 }
 
-fn tcp_frame(port: u16) -> Vec<u8> {
-    let mut frame = vec![0u8; 54];
-    frame[12..14].copy_from_slice(&[0x08, 0x00]);
-    frame[14] = 0x45;
-    frame[23] = 6;
-    frame[36..38].copy_from_slice(&port.to_be_bytes());
-    frame
-}
-
 fn listing(host: &Shared) -> String {
     match &send(host, b"list\n")[0] {
         Response::Ok(text) => text.clone(),
@@ -115,7 +116,7 @@ fn a_signed_filter_loads_drops_its_port_and_unloads() {
     let host = host();
     let mut rx = GraftRx::new(&host, net::PassAll).unwrap();
     assert_eq!(
-        rx.on_receive(&tcp_frame(8081)),
+        rx.on_receive(&graft_fixtures::tcp_frame(8081)),
         Verdict::Pass,
         "no graft yet"
     );
@@ -123,8 +124,11 @@ fn a_signed_filter_loads_drops_its_port_and_unloads() {
     let loaded = ok(&send(&host, &load_request(NET_RX, &envelope))[0]);
     let id = loaded["graft"].as_u64().unwrap();
     assert_eq!(loaded["point"], NET_RX);
-    assert_eq!(rx.on_receive(&tcp_frame(8081)), Verdict::Drop);
-    assert_eq!(rx.on_receive(&tcp_frame(80)), Verdict::Pass);
+    assert_eq!(
+        rx.on_receive(&graft_fixtures::tcp_frame(8081)),
+        Verdict::Drop
+    );
+    assert_eq!(rx.on_receive(&graft_fixtures::tcp_frame(80)), Verdict::Pass);
     let stats = ok(&send(&host, b"stats net.rx\n")[0]);
     assert_eq!(stats["counters"][0], 1, "one drop counted");
     assert_eq!(stats["grafts"][0]["calls"], 2);
@@ -132,7 +136,7 @@ fn a_signed_filter_loads_drops_its_port_and_unloads() {
     let unloaded = ok(&send(&host, format!("unload net.rx {id}\n").as_bytes())[0]);
     assert_eq!(unloaded["graft"].as_u64(), Some(id));
     assert_eq!(
-        rx.on_receive(&tcp_frame(8081)),
+        rx.on_receive(&graft_fixtures::tcp_frame(8081)),
         Verdict::Pass,
         "default again"
     );
@@ -144,15 +148,14 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
     let host = host();
     let _rx = GraftRx::new(&host, net::PassAll).unwrap();
     let module = compiled(FILTER);
-    let good = seal(
-        &key(1).sk,
+    let good = signed(
+        1,
         10,
         NET_RX,
         "context,counters",
         graft_runtime::ENGINE,
         &module,
-    )
-    .unwrap();
+    );
     let mut tampered = good.clone();
     let at = tampered.len() - 70;
     tampered[at] ^= 1;
@@ -170,93 +173,79 @@ fn every_bad_envelope_is_refused_with_its_reason_and_changes_nothing() {
         ("code changed after signing", recoded, "bad signature"),
         (
             "another engine",
-            seal(
-                &key(1).sk,
+            signed(
+                1,
                 16,
                 NET_RX,
                 "context,counters",
                 "wasmtime-1/other",
                 &module,
-            )
-            .unwrap(),
+            ),
             "compiled for graft engine `wasmtime-1/other`",
         ),
         (
             "another target",
-            seal(
-                &key(1).sk,
+            signed(
+                1,
                 17,
                 NET_RX,
                 "context,counters",
                 graft_runtime::ENGINE,
                 &for_images,
-            )
-            .unwrap(),
+            ),
             "not a loadable graft artifact",
         ),
         (
             "wrong key",
-            seal(
-                &key(2).sk,
+            signed(
+                2,
                 11,
                 NET_RX,
                 "context,counters",
                 graft_runtime::ENGINE,
                 &module,
-            )
-            .unwrap(),
+            ),
             "does not trust",
         ),
         (
             "other point",
-            seal(
-                &key(1).sk,
+            signed(
+                1,
                 12,
                 "http.request",
                 "context,counters",
                 graft_runtime::ENGINE,
                 &module,
-            )
-            .unwrap(),
+            ),
             "signed for graft point `http.request`",
         ),
         (
             "unknown capability",
-            seal(
-                &key(1).sk,
+            signed(
+                1,
                 13,
                 NET_RX,
                 "context,root",
                 graft_runtime::ENGINE,
                 &module,
-            )
-            .unwrap(),
+            ),
             "unknown capability `root`",
         ),
         (
             "forbidden import",
-            seal(
-                &key(1).sk,
-                14,
-                NET_RX,
-                "context",
-                graft_runtime::ENGINE,
-                &module,
-            )
-            .unwrap(),
+            signed(1, 14, NET_RX, "context", graft_runtime::ENGINE, &module),
             "rootstock.counter_add",
         ),
         (
             "wrong signature",
-            seal(
-                &key(1).sk,
+            signed(
+                1,
                 15,
                 NET_RX,
                 "",
                 graft_runtime::ENGINE,
                 &compiled(r#"(module (func (export "graft_main") (param i64)))"#),
-            )
-            .unwrap(),
+            ),
             "graft_main",
         ),
     ];
@@ -287,18 +276,10 @@ fn an_image_without_trusted_keys_refuses_everything() {
 fn a_trapping_handler_is_undone_logged_and_unloaded_after_k_failures() {
     let host = host();
     let mut rx = GraftRx::new(&host, net::PassAll).unwrap();
-    let envelope = seal(
-        &key(1).sk,
-        1,
-        NET_RX,
-        "counters",
-        graft_runtime::ENGINE,
-        &compiled(TRAP_AFTER_WRITE),
-    )
-    .unwrap();
+    let envelope = sealed(1, NET_RX, "counters", TRAP_AFTER_WRITE);
     ok(&send(&host, &load_request(NET_RX, &envelope))[0]);
     for _ in 0..3 {
-        assert_eq!(rx.on_receive(&tcp_frame(80)), Verdict::Pass);
+        assert_eq!(rx.on_receive(&graft_fixtures::tcp_frame(80)), Verdict::Pass);
     }
     let stats = ok(&send(&host, b"stats\n")[0]);
     assert_eq!(
@@ -375,15 +356,7 @@ fn a_scheduling_graft_picks_and_an_aborting_one_falls_back() {
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $scan (i32.lt_u (local.get $i) (local.get $n))))
         (local.get $best)))"#;
-    let envelope = seal(
-        &key(1).sk,
-        1,
-        SCHED_PICK,
-        "context",
-        graft_runtime::ENGINE,
-        &compiled(highest),
-    )
-    .unwrap();
+    let envelope = sealed(1, SCHED_PICK, "context", highest);
     let id = ok(&send(&host, &load_request(SCHED_PICK, &envelope))[0])["graft"]
         .as_u64()
         .unwrap();
@@ -391,15 +364,7 @@ fn a_scheduling_graft_picks_and_an_aborting_one_falls_back() {
     send(&host, format!("unload sched.pick {id}\n").as_bytes());
     let spin = r#"(module (func (export "graft_main") (param i32) (result i32)
       (loop $forever (br $forever)) (i32.const 0)))"#;
-    let envelope = seal(
-        &key(1).sk,
-        2,
-        SCHED_PICK,
-        "",
-        graft_runtime::ENGINE,
-        &compiled(spin),
-    )
-    .unwrap();
+    let envelope = sealed(2, SCHED_PICK, "", spin);
     ok(&send(&host, &load_request(SCHED_PICK, &envelope))[0]);
     assert_eq!(order(), [1, 2, 3], "an aborting graft: FIFO again");
     let log = ok(&send(&host, b"log\n")[0]);
@@ -414,15 +379,7 @@ fn the_image_narrows_what_the_signer_granted() {
     // Signed with `buffers` granted, but `http.request` allows no buffers.
     let alloc = r#"(module (import "rootstock" "buf_alloc" (func (param i32) (result i32)))
       (func (export "graft_main") (param i32) (result i32) (i32.const 0)))"#;
-    let envelope = seal(
-        &key(1).sk,
-        1,
-        "http.request",
-        "context,buffers",
-        graft_runtime::ENGINE,
-        &compiled(alloc),
-    )
-    .unwrap();
+    let envelope = sealed(1, "http.request", "context,buffers", alloc);
     let reply = send(&host, &load_request("http.request", &envelope));
     assert!(err(&reply[0]).contains("rootstock.buf_alloc"), "{reply:?}");
     assert!(listing(&host).contains(r#""grafts":[]"#));

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use graft_control::{Decoder, Response};
 
-use crate::host::GraftHost;
+use graft_host::GraftHost;
 
 /// A client's session: the protocol decoder's state between reads.
 #[derive(Default)]

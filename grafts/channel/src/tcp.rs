@@ -1,57 +1,48 @@
-//! The management channel inside an image: a TCP port for images with
-//! networking, the serial console for the others. Both run [`Session`]s
-//! as tasks; a client's bytes are handled between two `await`s, with the
-//! host borrowed only for that.
+//! The management channel on a TCP port, for images with networking.
+//! Each client gets a [`Session`] in a task of its own; its bytes are
+//! handled between two `await`s, with the host borrowed only for that.
 //!
-//! The TCP port is reachable by anyone who reaches the image, and its
-//! frames bypass the receive policy (`net::management`), so it bounds
-//! itself ([`Limits`]): at most `sessions` at once (a client past that is
-//! told so and closed at once), and a session that sends nothing for
-//! `idle` is closed. An idle flood therefore holds at most `sessions`
-//! sockets, for at most `idle`, never the sockets that serve traffic.
-//!
-//! A third task, [`watch_confirmations`], unloads the grafts whose
-//! confirmed load ran out of time.
+//! The port is reachable by anyone who reaches the image, and its frames
+//! bypass the receive policy (`net::management`), so it bounds itself
+//! ([`Limits`]): at most `sessions` at once (a client past that is told so
+//! and closed at once), and a session that sends nothing for `idle` is
+//! closed. An idle flood therefore holds at most `sessions` sockets, for
+//! at most `idle`, never the sockets that serve traffic.
 
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::Cell;
-use core::pin::pin;
-use core::task::Poll;
 
 use net::{BindError, Stack, TcpListener, TcpOptions, TcpStream};
 use unikernel::task;
-use unikernel::time::{Duration, Instant};
+use unikernel::time::Duration;
 
-use crate::host::{GraftHost, Shared};
+use graft_host::Shared;
+
 use crate::session::{Next, Session};
 
-/// The image's clock, as the graft runtime reads it.
-pub struct KernelClock;
-
-impl graft_runtime::Clock for KernelClock {
-    fn now_ns(&self) -> u64 {
-        unikernel::arch::clock_now().as_nanos()
-    }
-}
-
-/// A graft host on the kernel's clock, trusting the keys built in.
-pub fn host() -> Shared {
-    GraftHost::new(Rc::new(KernelClock), crate::built_in_keys()).share()
-}
+/// The management channel's TCP port inside the guest, unless the command
+/// line names another ([`control_port`]).
+pub const CONTROL_PORT: u16 = 7070;
 
 /// The control port an image's command line asks for: `control=off`, or
-/// `control=PORT`; [`crate::CONTROL_PORT`] when it says nothing.
+/// `control=PORT`; [`CONTROL_PORT`] when it says nothing.
 pub fn control_port(cmdline: &str) -> Result<Option<u16>, &'static str> {
     match unikernel::cmdline::setting(cmdline, "control") {
-        None => Ok(Some(crate::CONTROL_PORT)),
+        None => Ok(Some(CONTROL_PORT)),
         Some("off") => Ok(None),
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port != 0 => Ok(Some(port)),
             _ => Err("control= takes a port number or `off`"),
         },
     }
+}
+
+/// The control channel's settings on an image's command line: its port
+/// ([`control_port`]) and its [`Limits`].
+pub fn settings(cmdline: &str) -> Result<(Option<u16>, Limits), &'static str> {
+    Ok((control_port(cmdline)?, Limits::from_cmdline(cmdline)?))
 }
 
 /// How much of the image the TCP control channel may hold.
@@ -99,7 +90,7 @@ impl Limits {
 
 /// Listens for management sessions on TCP `port` (one task per client,
 /// within `limits`).
-pub fn spawn_tcp(host: &Shared, stack: &Stack, port: u16, limits: Limits) -> Result<(), BindError> {
+pub fn spawn(host: &Shared, stack: &Stack, port: u16, limits: Limits) -> Result<(), BindError> {
     let options = TcpOptions {
         rx_buffer: 16 * 1024,
         tx_buffer: 16 * 1024,
@@ -107,7 +98,7 @@ pub fn spawn_tcp(host: &Shared, stack: &Stack, port: u16, limits: Limits) -> Res
         ..TcpOptions::default()
     };
     let listener = TcpListener::bind(stack, port, options)?;
-    spawn_watcher(host);
+    crate::probation::spawn_watcher(host);
     let host = host.clone();
     let open = Rc::new(Cell::new(0usize));
     task::Builder::new()
@@ -173,58 +164,4 @@ async fn tcp_session(host: Shared, mut stream: TcpStream, idle: Duration) {
         }
     }
     stream.shutdown();
-}
-
-fn spawn_watcher(host: &Shared) {
-    task::Builder::new()
-        .name("graft-confirm")
-        .spawn(watch_confirmations(host.clone()));
-}
-
-/// Unloads grafts whose confirmed load ran out of time: sleeps until the
-/// earliest deadline, or until a new probation begins.
-pub async fn watch_confirmations(host: Shared) {
-    loop {
-        let next = host.borrow_mut().expire_unconfirmed();
-        let mut sleep = pin!(next.map(|ns| task::sleep_until(Instant::from_nanos(ns))));
-        let mut first = true;
-        core::future::poll_fn(|cx| {
-            if !first {
-                // Woken: a deadline passed or a probation began.
-                return Poll::Ready(());
-            }
-            first = false;
-            host.borrow_mut().confirmations().watch(cx.waker());
-            match sleep.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(()),
-                _ => Poll::Pending,
-            }
-        })
-        .await;
-    }
-}
-
-/// Runs a management session on the serial console (for images without
-/// networking). Responses go to the console as lines of their own.
-pub fn spawn_serial(host: &Shared) -> Result<(), unikernel::irq::IrqError> {
-    let input = unikernel::SerialInput::open()?;
-    spawn_watcher(host);
-    let host = host.clone();
-    task::Builder::new().name("graft-serial").spawn(async move {
-        let mut session = Session::new();
-        let mut bytes = vec![0u8; 1024];
-        let mut output = Vec::new();
-        loop {
-            let n = input.read(&mut bytes).await;
-            if session.feed(&mut host.borrow_mut(), &bytes[..n], &mut output) == Next::Close {
-                session = Session::new();
-            }
-            if !output.is_empty() {
-                unikernel::console::write_bytes(&output);
-                output.clear();
-            }
-        }
-    });
-    log::info!(target: "graft", "control channel on the serial console");
-    Ok(())
 }
