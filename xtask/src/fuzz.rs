@@ -317,7 +317,7 @@ fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn progress(plot: &Path) -> Option<String> {
     let text = std::fs::read_to_string(plot).ok()?;
     let header = text.lines().next()?.trim_start_matches("# ");
-    let last = text.lines().last()?;
+    let last = text.lines().last().filter(|l| !l.starts_with('#'))?;
     let columns: Vec<&str> = header.split(", ").collect();
     let values: Vec<&str> = last.split(", ").collect();
     let get = |name: &str| {
@@ -363,6 +363,8 @@ mod tests {
             Some("15000 execs (1600.00/s), corpus 25, edges 320, crashes 1, hangs 0")
         );
         assert_eq!(progress(&dir.path().join("missing")), None);
+        std::fs::write(&plot, "# relative_time, total_execs\n").unwrap();
+        assert_eq!(progress(&plot), None, "no figures yet");
     }
 
     #[test]
