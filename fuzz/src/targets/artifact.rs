@@ -51,12 +51,15 @@ use super::mode;
 /// What the host's loader grants (as `cargo xtask graft load` does).
 const GRANT: &str = "context,maps,counters,time,log";
 
+/// A seed compiled: its point, its artifact for this host, for the image.
+type Compiled = (&'static str, Vec<u8>, Vec<u8>);
+
 struct Harness {
     host: GraftHost,
     /// The next sequence number the replay guard accepts.
     next: u64,
-    /// The seeds, compiled: (point, for this host, for the image).
-    compiled: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    /// The seeds, compiled.
+    compiled: Vec<Compiled>,
 }
 
 impl Harness {
@@ -202,7 +205,7 @@ fn refused(harness: &mut Harness, refusal: &Refusal, before: (Vec<GraftInfo>, us
 /// Each `.wat` module in `dir`, compiled for this host and for the image:
 /// (point, host artifact, image artifact). A module whose name says
 /// `sched` is for `sched.pick`, any other for `net.rx`.
-fn compile(dir: &std::path::Path) -> Result<Vec<(&'static str, Vec<u8>, Vec<u8>)>, String> {
+fn compile(dir: &std::path::Path) -> Result<Vec<Compiled>, String> {
     let mut compiled = Vec::new();
     for (name, text) in super::read_dir(dir)? {
         if !name.ends_with(".wat") {
