@@ -115,6 +115,18 @@ fn raw(bytes: &[u8]) {
                 "the parse read other bytes than its fields"
             );
             assert_eq!(&bytes[..signed.len()], signed, "the parse misread a field");
+            // Exactly these bytes: one more or one fewer is not an envelope.
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert!(
+                Envelope::parse(&longer).is_err(),
+                "a trailing byte was accepted"
+            );
+            let shorter = &bytes[..bytes.len() - 1];
+            assert!(
+                Envelope::parse(shorter).is_err(),
+                "a cut-short envelope was accepted"
+            );
             match envelope.verify(&trusted()) {
                 Ok(()) => assert_eq!(
                     fields.seal(),
