@@ -44,33 +44,27 @@ fn main() -> ExitCode {
         rootstock_fuzz::fuzz(target);
         return ExitCode::SUCCESS;
     }
-    if files.is_empty() {
+    let inputs: Vec<(String, std::io::Result<Vec<u8>>)> = if files.is_empty() {
         let mut input = Vec::new();
-        if let Err(error) = std::io::stdin().read_to_end(&mut input) {
-            eprintln!("rootstock-fuzz: standard input: {error}");
-            return ExitCode::FAILURE;
-        }
-        (target.check)(&input);
-        eprintln!(
-            "{}: standard input ({} bytes): no property broke",
-            target.name,
-            input.len()
-        );
-    }
-    for file in files {
-        let input = match std::fs::read(file) {
+        let read = std::io::stdin().read_to_end(&mut input).map(|_| input);
+        vec![("standard input".into(), read)]
+    } else {
+        files
+            .iter()
+            .map(|f| (f.clone(), std::fs::read(f)))
+            .collect()
+    };
+    for (name, input) in inputs {
+        let input = match input {
             Ok(input) => input,
             Err(error) => {
-                eprintln!("rootstock-fuzz: {file}: {error}");
+                eprintln!("rootstock-fuzz: {name}: {error}");
                 return ExitCode::FAILURE;
             }
         };
         (target.check)(&input);
-        eprintln!(
-            "{}: {file} ({} bytes): no property broke",
-            target.name,
-            input.len()
-        );
+        let bytes = input.len();
+        eprintln!("{}: {name} ({bytes} bytes): no property broke", target.name);
     }
     ExitCode::SUCCESS
 }
