@@ -21,7 +21,7 @@
 //!   Redis clients expect);
 //! - **decode(encode(x)) = x** wherever an encoder exists: control
 //!   commands and responses, envelopes (seal, then parse), RESP requests
-//!   (encoded as multibulk) and the commands they carry;
+//!   (their arguments encoded as multibulk);
 //! - **nothing changes on refusal** (`artifact`: the graft list, the fault
 //!   log and the replay guard are as they were).
 //!
