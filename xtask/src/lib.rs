@@ -4,6 +4,7 @@
 //! development key and talking to an image's graft control channel).
 
 pub mod bench;
+pub mod fuzz;
 pub mod graft_cli;
 pub mod graft_client;
 pub mod graft_new;

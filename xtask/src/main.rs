@@ -94,6 +94,11 @@ enum Cmd {
     /// --addr, or $ROOTSTOCK_CONTROL. `load` grants
     /// "context,maps,counters,time,log" unless --grant says otherwise.
     Graft(xtask::graft_cli::GraftArgs),
+    /// Fuzz the parsers of untrusted bytes under AFL++ (coverage-guided; targets: the folders of fuzz/corpus/).
+    ///
+    /// `cargo xtask fuzz resp --seconds 60` runs one target; `--all` runs
+    /// each; `--reproduce FILE` runs a saved crash once in the plain build.
+    Fuzz(xtask::fuzz::FuzzArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -135,7 +140,9 @@ fn build(image: &str, release: bool) -> anyhow::Result<PathBuf> {
 
 fn run(cmd: Cmd) -> anyhow::Result<i32> {
     match cmd {
-        Cmd::Setup => setup::all().map(|()| 0),
+        Cmd::Setup => setup::all()
+            .and_then(|()| xtask::fuzz::install())
+            .map(|()| 0),
         Cmd::Build { image, release } => {
             let elf = build(&image, release)?;
             println!("{}", elf.display());
@@ -228,7 +235,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         }
         Cmd::Test => {
             setup::all()?;
-            eprintln!("test: [1/5] cargo fmt --all --check");
+            eprintln!("test: [1/6] cargo fmt --all --check");
             if !cargo()
                 .args(["fmt", "--all", "--check"])
                 .status()?
@@ -236,7 +243,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             {
                 bail!("the code is not formatted: run `cargo fmt --all`");
             }
-            eprintln!("test: [2/5] cargo clippy --workspace --all-targets -- -D warnings");
+            eprintln!("test: [2/6] cargo clippy --workspace --all-targets -- -D warnings");
             let clippy = cargo()
                 .args([
                     "clippy",
@@ -251,17 +258,20 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
                 bail!("clippy found problems (see its messages above)");
             }
             let all = images::all()?;
-            eprintln!("test: [3/5] building grafts to WebAssembly");
+            eprintln!("test: [3/6] building grafts to WebAssembly");
             xtask::grafts::build_modules()?;
-            eprintln!("test: [4/5] building images: {}", all.join(", "));
+            eprintln!("test: [4/6] building images: {}", all.join(", "));
             images::build(&all, false, None)?;
             eprintln!(
-                "test: [5/5] cargo test --workspace (host unit tests, then QEMU integration tests)"
+                "test: [5/6] cargo test --workspace (host unit tests, then QEMU integration tests)"
             );
             let status = cargo().args(["test", "--workspace"]).status()?;
             if !status.success() {
                 bail!("tests failed");
             }
+            let seconds = xtask::fuzz::TEST_SECONDS;
+            eprintln!("test: [6/6] cargo xtask fuzz --all --seconds {seconds}");
+            xtask::fuzz::fuzz(&xtask::fuzz::targets()?, seconds)?;
             eprintln!("test: all passed");
             Ok(0)
         }
@@ -287,6 +297,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Graft(args) => xtask::graft_cli::run(args),
+        Cmd::Fuzz(args) => xtask::fuzz::run(args),
         Cmd::Grafts => {
             for module in xtask::grafts::build_modules()? {
                 println!("{}", module.display());

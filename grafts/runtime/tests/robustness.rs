@@ -1,11 +1,12 @@
-//! Property tests (stable Rust has no cargo-fuzz, so proptest stands in):
-//! arbitrary bytes as a module, and arbitrary arguments to every accessor,
-//! never panic the host; a refused call leaves the host state unchanged.
+//! Property tests: arbitrary bytes as a module, and arbitrary arguments to
+//! every accessor, never panic the host; a refused load or call leaves the
+//! host state unchanged, and a refusal says what was refused. (The fuzz
+//! targets in `fuzz/` run the borders around it under AFL++.)
 
 use std::rc::Rc;
 
 use graft_runtime::testing::Ticks;
-use graft_runtime::{Capabilities, Limits, PointSpec, Runtime, Val, ValType};
+use graft_runtime::{Capabilities, GraftInfo, Limits, LoadError, PointSpec, Runtime, Val, ValType};
 use proptest::prelude::*;
 
 fn runtime() -> Runtime {
@@ -14,6 +15,19 @@ fn runtime() -> Runtime {
     rt.declare(PointSpec::replace("p", &params, &[ValType::I32]))
         .unwrap();
     rt
+}
+
+/// What a refused load must leave as it was: the grafts (with their
+/// stats), the fault log, the host counters and the locks held.
+fn snapshot(rt: &Runtime) -> (Vec<GraftInfo>, usize, Vec<Option<i64>>, usize, bool) {
+    let state = rt.state();
+    (
+        rt.list(),
+        rt.faults().entries().count(),
+        (0..4).map(|i| state.counter(i)).collect(),
+        state.locks_held(),
+        rt.is_grafted("p"),
+    )
 }
 
 /// Calls accessor `which` (0..9) with the given arguments, then returns 0.
@@ -57,23 +71,55 @@ proptest! {
     #[test]
     fn arbitrary_module_bytes_are_refused_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         // The compiler is the border for module bytes: random bytes never
-        // compile, and the runtime refuses them as an artifact.
-        prop_assert!(graft_runtime::compile(&bytes, graft_runtime::Target::Native).is_err());
+        // compile, and say why.
+        let error = graft_runtime::compile(&bytes, graft_runtime::Target::Native).unwrap_err();
+        prop_assert!(error.to_string().len() > "cannot compile the graft: ".len(), "{}", error);
+        // The runtime refuses them as an artifact, as not one, and nothing changes.
         let mut rt = runtime();
-        let refused = rt.load("p", &bytes, Capabilities::ALL);
-        prop_assert!(matches!(refused, Err(graft_runtime::LoadError::Invalid(_)) | Err(graft_runtime::LoadError::TooLarge { .. })), "{:?}", refused);
-        prop_assert!(rt.list().is_empty() && !rt.is_grafted("p"));
+        let before = snapshot(&rt);
+        let refused = rt.load("p", &bytes, Capabilities::ALL).unwrap_err();
+        prop_assert!(matches!(refused, LoadError::Invalid(ref why) if !why.is_empty()), "{:?}", refused);
+        prop_assert!(refused.to_string().starts_with("not a loadable graft artifact: "));
+        prop_assert_eq!(snapshot(&rt), before.clone());
         // A mutated valid module either fails to compile, or compiles to
-        // an artifact that loads (or is refused at validation) cleanly.
+        // an artifact that loads, or is refused by a load-time check with
+        // nothing changed.
         let mut valid = wat::parse_str(CALLER).unwrap();
         for (i, b) in bytes.iter().enumerate().take(16) {
             let at = (usize::from(*b) * 7 + i * 13) % valid.len();
             valid[at] ^= b.wrapping_add(1);
         }
-        if let Ok(artifact) = graft_runtime::compile(&valid, graft_runtime::Target::Native) {
-            match rt.load("p", &artifact, Capabilities::ALL) {
-                Ok(_) => prop_assert_eq!(rt.list().len(), 1),
-                Err(_) => prop_assert!(rt.list().is_empty()),
+        let Ok(artifact) = graft_runtime::compile(&valid, graft_runtime::Target::Native) else {
+            return Ok(());
+        };
+        match rt.load("p", &artifact, Capabilities::ALL) {
+            Ok(id) => {
+                let list = rt.list();
+                prop_assert_eq!(list.len(), 1);
+                prop_assert_eq!((list[0].id, list[0].point.as_str(), list[0].module_bytes), (id, "p", artifact.len()));
+                prop_assert_eq!(rt.stats(id).map(|s| s.calls), Some(0));
+                // The point takes one graft: a second is refused, and the
+                // first stays as it was.
+                let loaded = snapshot(&rt);
+                let full = rt.load("p", &artifact, Capabilities::ALL).unwrap_err();
+                prop_assert_eq!(full, LoadError::PointFull("p".into()));
+                prop_assert_eq!(snapshot(&rt), loaded);
+            }
+            Err(refused) => {
+                prop_assert!(
+                    matches!(
+                        refused,
+                        LoadError::ForbiddenImport { .. }
+                            | LoadError::ImportSignature { .. }
+                            | LoadError::MissingExport(_)
+                            | LoadError::ExportSignature { .. }
+                            | LoadError::Instantiate(_)
+                    ),
+                    "{:?}",
+                    refused
+                );
+                prop_assert!(!refused.to_string().is_empty());
+                prop_assert_eq!(snapshot(&rt), before);
             }
         }
     }

@@ -1,0 +1,17 @@
+;; net.rx with a guard, a revoke callback, a table, a global and data.
+(module
+  (import "rootstock" "ctx_read" (func $read (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1 2)
+  (table 2 funcref)
+  (global $seen (mut i32) (i32.const 0))
+  (data (i32.const 16) "rootstock")
+  (elem (i32.const 0) $pass $drop)
+  (func $pass (result i32) (i32.const 0))
+  (func $drop (result i32) (i32.const 1))
+  (func (export "graft_guard") (param $frame i32) (result i32)
+    (i32.gt_u (local.get $frame) (i32.const 14)))
+  (func (export "graft_main") (param $frame i32) (result i32)
+    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 14)))
+    (global.set $seen (i32.add (global.get $seen) (i32.const 1)))
+    (call_indirect (result i32) (i32.and (i32.load8_u (i32.const 12)) (i32.const 1))))
+  (func (export "graft_revoke")))
