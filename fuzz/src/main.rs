@@ -7,8 +7,6 @@
 //! status is not 0. `--seeds DIR` writes the target's seed inputs into DIR;
 //! `--limits` prints the memory (MiB) and time (ms) an input may take.
 
-#![forbid(unsafe_code)]
-
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -37,7 +37,6 @@
 //! malformed frame, a vanished peer or a full buffer panic the image.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -24,7 +24,6 @@
 //! an interrupt handler, and never return to the loader.
 
 #![cfg_attr(target_os = "none", no_std)]
-#![deny(unsafe_code)]
 
 extern crate alloc;
 

@@ -20,7 +20,6 @@
 //! or hold the host borrowed across an `await`.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 

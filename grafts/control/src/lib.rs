@@ -16,7 +16,6 @@
 //! a bound taken from its limits.
 
 #![cfg_attr(not(any(test, feature = "sign")), no_std)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -35,7 +35,6 @@
 //! soft-float opt-in; everything else denies `unsafe`.
 
 #![cfg_attr(not(test), no_std)]
-#![deny(unsafe_code)]
 
 extern crate alloc;
 

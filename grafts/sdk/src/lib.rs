@@ -27,6 +27,7 @@ pub mod points;
 pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
 mod sys {
     #[link(wasm_import_module = "rootstock")]
     unsafe extern "C" {
@@ -48,6 +49,7 @@ mod sys {
 /// The accessors as the image provides them: calls across the import
 /// boundary, each argument checked by the host.
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
 mod backend {
     use super::sys;
 

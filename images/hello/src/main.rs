@@ -1,7 +1,6 @@
 //! The smallest Rootstock image: prints one line and exits 0.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(not(test), no_main)]
-#![forbid(unsafe_code)]
 
 unikernel::image!(main: main);
 

@@ -14,7 +14,6 @@
 //! than its limits per connection, and never keep a silent client forever.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -25,7 +25,6 @@
 //! fault-injection commands outside the `fault-injection` feature.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 

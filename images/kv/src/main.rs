@@ -2,7 +2,6 @@
 //! `kv` library for the design, `kv::server` for the command line).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(not(test), no_main)]
-#![forbid(unsafe_code)]
 
 unikernel::image!(rio: kv::RIO_BYTES, main: main);
 

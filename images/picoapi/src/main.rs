@@ -14,7 +14,6 @@
 //! `picoapi: serving on ADDRESS:PORT` when ready (`port=N` moves it).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(not(test), no_main)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -4,7 +4,6 @@
 //! runs the handler only for IPv4/TCP; the handler drops segments to
 //! [`BLOCKED_PORT`] and counts them in host counter 0.
 #![cfg_attr(target_arch = "wasm32", no_std)]
-#![forbid(unsafe_code)]
 
 use graft_sdk::points::net_rx::{DROP, PASS};
 use graft_sdk::{context_read, counter_add};

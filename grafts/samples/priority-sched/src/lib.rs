@@ -4,7 +4,6 @@
 //! that priority it serves groups round-robin (the last group served is
 //! kept in map 0), so one busy group cannot starve another.
 #![cfg_attr(any(target_arch = "wasm32", target_os = "none"), no_std)]
-#![forbid(unsafe_code)]
 
 use graft_sdk::{context_len, context_read, map_get, map_put};
 

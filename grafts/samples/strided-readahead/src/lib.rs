@@ -4,7 +4,6 @@
 //! the next block of the pattern — including non-sequential strides the
 //! default sequential read-ahead misses.
 #![cfg_attr(any(target_arch = "wasm32", target_os = "none"), no_std)]
-#![forbid(unsafe_code)]
 
 use graft_sdk::{map_get, map_put};
 

@@ -10,7 +10,6 @@
 //! - `disk`: writes, reads back and compares blocks on the virtio-blk disk.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(not(test), no_main)]
-#![forbid(unsafe_code)]
 
 unikernel::image!(rio: 2 << 20, main: main);
 

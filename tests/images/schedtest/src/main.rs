@@ -11,7 +11,6 @@
 //! command line sets how many rounds run (default 400) before it exits 0.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(not(test), no_main)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 

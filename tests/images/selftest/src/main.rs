@@ -12,7 +12,6 @@
 //! - `exit=N`: returns N from main.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(not(test), no_main)]
-#![forbid(unsafe_code)]
 
 extern crate alloc;
 
