@@ -311,6 +311,27 @@ impl Qemu {
     }
 }
 
+/// Starts `qemu` with its console collected by a thread (stderr dropped):
+/// the running QEMU, and the console it printed once it has ended.
+pub fn spawn_collecting(
+    qemu: &Qemu,
+) -> anyhow::Result<(std::process::Child, std::thread::JoinHandle<String>)> {
+    use std::io::Read;
+    let mut child = qemu
+        .command()?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start qemu-system-x86_64: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let console = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    Ok((child, console))
+}
+
 /// Runs `qemu` with its console on this terminal, symbolizing the kernel's
 /// backtrace lines against the ELF as they pass (see [`crate::symbolize`]).
 pub fn run_symbolized(

@@ -138,6 +138,12 @@ impl Runtime {
             .position(|p| p.spec.name == name)
     }
 
+    /// The index of `point`, or the load error that names it.
+    fn point_to_load(&self, point: &str) -> Result<usize, LoadError> {
+        self.point_index(point)
+            .ok_or_else(|| LoadError::UnknownPoint(point.into()))
+    }
+
     /// Point `index`'s graft `graft`: its spec, position and slot.
     fn find(&self, index: usize, graft: GraftId) -> Option<(Rc<PointSpec>, usize, Slot)> {
         let points = self.core.points.borrow();
@@ -226,9 +232,7 @@ impl Runtime {
         bytes: &[u8],
         granted: Capabilities,
     ) -> Result<GraftId, LoadError> {
-        let index = self
-            .point_index(point)
-            .ok_or_else(|| LoadError::UnknownPoint(point.into()))?;
+        let index = self.point_to_load(point)?;
         let full = {
             let points = self.core.points.borrow();
             let capacity = match points[index].spec.kind {
@@ -257,9 +261,7 @@ impl Runtime {
         bytes: &[u8],
         granted: Capabilities,
     ) -> Result<GraftId, LoadError> {
-        let index = self
-            .point_index(point)
-            .ok_or_else(|| LoadError::UnknownPoint(point.into()))?;
+        let index = self.point_to_load(point)?;
         let (_, position, _) = self
             .find(index, old)
             .ok_or_else(|| LoadError::UnknownPoint(alloc::format!("{point} (graft {old})")))?;

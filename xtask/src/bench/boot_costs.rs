@@ -13,9 +13,7 @@
 //!   (the serial output is rebuilt from the trace to find that line), and
 //!   the serial bytes among them are what the kernel printed before it.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -46,18 +44,7 @@ pub struct ImageBoot {
 /// Boots `qemu` until `ready` appears (and `settle` after it, or until it
 /// exits); returns the console.
 fn boot(qemu: &Qemu, ready: &str, settle: Duration) -> anyhow::Result<String> {
-    let mut child = qemu
-        .command()?
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start QEMU")?;
-    let mut stdout = child.stdout.take().context("stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
+    let (mut child, reader) = crate::qemu::spawn_collecting(qemu)?;
     let start = Instant::now();
     let probe = qemu.trace.clone().context("no trace log")?;
     loop {

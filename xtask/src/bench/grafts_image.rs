@@ -7,8 +7,6 @@
 //! table ([`super::grafts_table`]) and HTTP with the packet filter
 //! ([`super::grafts_http`]).
 
-use std::io::Read;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,18 +29,7 @@ pub fn boot(elf: &std::path::Path, accel: Accel, icount: bool) -> anyhow::Result
     qemu.accel = accel;
     qemu.icount = icount;
     qemu.memory = "64M".into();
-    let mut child = qemu
-        .command()?
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start qemu-system-x86_64")?;
-    let mut stdout = child.stdout.take().context("stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
+    let (mut child, reader) = crate::qemu::spawn_collecting(&qemu)?;
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
