@@ -83,10 +83,20 @@ pub enum FaultAction {
     Unloaded,
 }
 
-/// The most recent faults (bounded).
-#[derive(Clone, Debug, Default)]
+/// The most recent faults: a ring of [`FAULT_LOG_LEN`] entries, allocated
+/// whole at the start, so a long run's faults never grow the heap beyond
+/// the entries' own point names.
+#[derive(Clone, Debug)]
 pub struct FaultLog {
     entries: VecDeque<Fault>,
+}
+
+impl Default for FaultLog {
+    fn default() -> FaultLog {
+        FaultLog {
+            entries: VecDeque::with_capacity(FAULT_LOG_LEN),
+        }
+    }
 }
 
 /// How many faults the log keeps.
@@ -124,5 +134,27 @@ mod tests {
             );
         }
         assert_eq!(AbortCause::Reentrancy.name(), "reentrancy");
+    }
+
+    #[test]
+    fn the_fault_log_keeps_the_last_entries_in_the_ring_it_started_with() {
+        let mut log = FaultLog::default();
+        let ring = log.entries.capacity();
+        assert!(ring >= FAULT_LOG_LEN);
+        for graft in 0..3 * FAULT_LOG_LEN as u32 {
+            log.push(Fault {
+                at_ns: u64::from(graft),
+                point: "net.rx".into(),
+                graft,
+                cause: AbortCause::OtherTrap,
+                action: FaultAction::Aborted,
+            });
+        }
+        assert_eq!(log.entries().count(), FAULT_LOG_LEN);
+        assert_eq!(
+            log.last().map(|f| f.graft),
+            Some(3 * FAULT_LOG_LEN as u32 - 1)
+        );
+        assert_eq!(log.entries.capacity(), ring, "the ring never reallocated");
     }
 }

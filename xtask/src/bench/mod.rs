@@ -95,6 +95,34 @@ pub fn spread(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 /// PASS or MISS.
+/// A report's "Not measured" section: each system's errors, one line
+/// each, or nothing when every figure was measured.
+pub fn not_measured<'a>(errors: impl IntoIterator<Item = (&'a str, &'a [String])>) -> String {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .flat_map(|(name, errors)| errors.iter().map(move |e| format!("- {name}: {e}")))
+        .collect();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("\n## Not measured\n\n{}\n", lines.join("\n"))
+    }
+}
+
 pub fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn not_measured_lists_each_systems_errors_or_nothing() {
+        let errors = ["boot timed out".to_string(), "wrk failed".to_string()];
+        let md = super::not_measured([("Rootstock", &errors[..]), ("Linux guest", &[][..])]);
+        assert_eq!(
+            md,
+            "\n## Not measured\n\n- Rootstock: boot timed out\n- Rootstock: wrk failed\n"
+        );
+        assert_eq!(super::not_measured([("Rootstock", &[][..])]), "");
+    }
 }

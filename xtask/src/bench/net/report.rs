@@ -196,13 +196,9 @@ pub fn write(
         writeln!(md, "| {mib} MiB | {note} |")?;
     }
 
-    let errors: Vec<String> = systems
-        .iter()
-        .flat_map(|s| s.errors.iter().map(move |e| format!("- {}: {e}", s.name)))
-        .collect();
-    if !errors.is_empty() {
-        writeln!(md, "\n## Not measured\n\n{}", errors.join("\n"))?;
-    }
+    md.push_str(&crate::bench::not_measured(
+        systems.iter().map(|s| (s.name, s.errors.as_slice())),
+    ));
     md.push_str(
         "\n## Reading these figures\n\n\
          Every request crosses QEMU's user network (slirp) and the host's loopback twice; under \
