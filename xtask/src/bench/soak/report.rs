@@ -204,8 +204,8 @@ impl<'a> Report<'a> {
              For scale (shared/ANCHORS.md): Nooks survived 99% of injected driver crashes; here \
              {} of {} hostile graft loads were contained, and {} of {} warm reboots lost no \
              acknowledged write. {} of the hostile modules were stopped by a CPU exception in \
-             their code; the runtime abandons such an instance (it never drops or runs it again), \
-             so each of them stays in `http`'s heap.\n",
+             their code; the runtime unloads such a graft and drops its store without running it \
+             again.\n",
             last.http_ok,
             rate(last.http_ok),
             last.resp_ok,
