@@ -77,28 +77,15 @@ pub const MAX_VALUES: usize = 4;
 /// [`crate::Runtime::declare`] refuses a point with more.
 pub const MAX_RESULTS: usize = 1;
 
-/// How many results a [`Vals`] holds (an enum, so that `Option<Vals>` and
-/// `Result<Vals, _>` need no room of their own).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Count {
-    Zero,
-    One,
-}
-
 /// A call's results, held inline: a graft call allocates nothing to return
 /// them, and they are small enough to pass in registers and plain moves.
-#[derive(Clone, Copy)]
-pub struct Vals {
-    count: Count,
-    vals: [Val; MAX_RESULTS],
-}
+/// A point has at most [`MAX_RESULTS`] (one) result, so it is an `Option`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Vals(Option<Val>);
 
 impl Vals {
     /// No values.
-    pub const EMPTY: Vals = Vals {
-        count: Count::Zero,
-        vals: [Val::I32(0)],
-    };
+    pub const EMPTY: Vals = Vals(None);
 
     /// `values`, or `None` if there are more than [`MAX_RESULTS`].
     pub fn from_slice(values: &[Val]) -> Option<Vals> {
@@ -111,10 +98,7 @@ impl Vals {
 
     /// One value.
     pub const fn one(value: Val) -> Vals {
-        Vals {
-            count: Count::One,
-            vals: [value],
-        }
+        Vals(Some(value))
     }
 }
 
@@ -122,10 +106,7 @@ impl core::ops::Deref for Vals {
     type Target = [Val];
 
     fn deref(&self) -> &[Val] {
-        match self.count {
-            Count::Zero => &[],
-            Count::One => &self.vals,
-        }
+        self.0.as_slice()
     }
 }
 
@@ -134,14 +115,6 @@ impl core::fmt::Debug for Vals {
         f.debug_list().entries(self.iter()).finish()
     }
 }
-
-impl PartialEq for Vals {
-    fn eq(&self, other: &Vals) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for Vals {}
 
 impl PartialEq<[Val]> for Vals {
     fn eq(&self, other: &[Val]) -> bool {
@@ -192,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn vals_hold_a_result_inline_in_three_words() {
+    fn vals_hold_a_result_inline_in_two_words() {
         assert_eq!(Vals::from_slice(&[Val::I64(2)]).unwrap(), [Val::I64(2)]);
         assert_eq!(Vals::from_slice(&[]).unwrap(), Vals::EMPTY);
         assert!(Vals::from_slice(&[Val::I32(0); 2]).is_none());
@@ -200,10 +173,10 @@ mod tests {
         assert_eq!(format!("{:?}", Vals::one(Val::I32(7))), "[I32(7)]");
         // Small enough to move without a memcpy call, with or without an
         // outcome around it.
-        assert_eq!(core::mem::size_of::<Vals>(), 24);
+        assert_eq!(core::mem::size_of::<Vals>(), 16);
         assert_eq!(
             core::mem::size_of::<Result<Option<Vals>, crate::AbortCause>>(),
-            24
+            16
         );
     }
 }
