@@ -178,7 +178,8 @@ fn duration(ns: u64) -> String {
     }
 }
 
-/// Bucket `i` of a log2 histogram counts latencies in [2^i, 2^(i+1)) ns.
+/// The image's log2 latency histogram (bucket bounds:
+/// [`graft_runtime::stats::bucket_bounds`]), of the sampled calls.
 fn histogram(buckets: &[Value]) -> Vec<String> {
     let counts: Vec<u64> = buckets.iter().map(|b| b.as_u64().unwrap_or(0)).collect();
     let (Some(first), Some(last)) = (
@@ -188,10 +189,12 @@ fn histogram(buckets: &[Value]) -> Vec<String> {
         return vec!["  latency: no calls measured".into()];
     };
     let most = counts.iter().copied().max().unwrap_or(1).max(1);
-    let mut lines = vec!["  latency:".to_string()];
+    let mut lines = vec![format!(
+        "  latency (one call in {} timed):",
+        graft_runtime::stats::LATENCY_EVERY
+    )];
     for (i, &count) in counts.iter().enumerate().take(last + 1).skip(first) {
-        let low = 1u64.checked_shl(i as u32).unwrap_or(u64::MAX);
-        let high = 1u64.checked_shl(i as u32 + 1).unwrap_or(u64::MAX);
+        let (low, high) = graft_runtime::stats::bucket_bounds(i);
         let bar = "█".repeat(((count * 40).div_ceil(most)) as usize);
         let line = format!(
             "    {:>9} – {:<9} {count:>8} {bar}",
@@ -376,8 +379,9 @@ mod tests {
         assert!(text.starts_with("graft 3 at net.rx\n"), "{text}");
         assert!(text.contains("calls 10, commits 9, guarded out 2, fuel 4500"));
         assert!(text.contains("aborts: fuel-exhausted 1\n"), "{text}");
-        assert!(text.contains("1.0 µs – 2.0 µs"), "{text}");
-        assert!(text.contains("4.1 µs – 8.2 µs"), "{text}");
+        // Bucket 10 is [2^15, 2^16) ns, bucket 12 [2^17, 2^18) ns.
+        assert!(text.contains("32.8 µs – 65.5 µs"), "{text}");
+        assert!(text.contains("131.1 µs – 262.1 µs"), "{text}");
         assert_eq!(text.matches('█').count(), 27 + 40, "{text}");
         assert!(text.ends_with("\n\ncounters: [1] 7, [3] -2"), "{text}");
         assert!(!text.lines().any(|l| l.ends_with(' ')), "{text}");

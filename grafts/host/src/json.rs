@@ -86,6 +86,7 @@ pub fn stats(runtime: &Runtime, point: Option<&str>) -> String {
                 "fuel": g.stats.fuel_used,
                 "aborts": aborts,
                 "latency_ns_log2": g.stats.latency.to_vec(),
+                "latency_timed_every": graft_runtime::stats::LATENCY_EVERY,
                 "buffer_bytes": state.buffer_bytes(g.id),
                 "map_entries": state.map_entries(g.id),
             })

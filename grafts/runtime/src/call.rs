@@ -135,11 +135,12 @@ impl Core {
         };
         let graft = &mut *graft;
         let id = slot.id;
+        let timed = graft.stats.times_next_call();
         let started = {
             let mut state = self.state.borrow_mut();
             core::mem::swap(&mut state.context, context);
             state.begin(id);
-            state.now_ns()
+            if timed { state.now_ns() } else { 0 }
         };
         graft.stats.calls += 1;
         let store = &mut graft.instance.store;
@@ -161,16 +162,18 @@ impl Core {
         })();
         let burnt = spec.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         graft.stats.fuel_used += burnt;
-        let elapsed = {
+        let ended = {
             let mut state = self.state.borrow_mut();
             match outcome {
                 Ok(_) => state.commit(),
                 Err(_) => state.abort(),
             }
             core::mem::swap(&mut state.context, context);
-            state.now_ns().saturating_sub(started)
+            if timed { state.now_ns() } else { 0 }
         };
-        graft.stats.record_latency(elapsed);
+        if timed {
+            graft.stats.record_latency(ended.saturating_sub(started));
+        }
         match &outcome {
             Ok(None) => graft.stats.guarded_out += 1,
             Ok(Some(_)) => graft.stats.commits += 1,
@@ -245,12 +248,16 @@ pub(crate) fn call_func(
     macro_rules! typed {
         ($f:expr, $arg:expr, $wrap:path) => {{
             let mut out = None;
-            crate::engine::guarded(catch, &mut || out = Some($f.call(&mut *store, $arg)))
-                .map_err(|_| AbortCause::CpuFault)?;
-            let value = out
-                .ok_or(AbortCause::OtherTrap)?
-                .map_err(|e| sandbox::cause_of(&e))?;
-            Ok(Vals::one($wrap(value)))
+            if crate::engine::guarded(catch, &mut || out = Some($f.call(&mut *store, $arg)))
+                .is_err()
+            {
+                return Err(AbortCause::CpuFault);
+            }
+            match out {
+                Some(Ok(value)) => Ok(Vals::one($wrap(value))),
+                Some(Err(e)) => Err(sandbox::cause_of(&e)),
+                None => Err(AbortCause::OtherTrap),
+            }
         }};
     }
     match (&entry.typed, args, results) {

@@ -158,6 +158,7 @@ impl HostState {
     // ----- transactions -------------------------------------------------
 
     /// Opens a (nested) transaction for `graft`.
+    #[inline]
     pub fn begin(&mut self, graft: GraftId) {
         self.txns.push(Txn {
             graft,
@@ -185,35 +186,44 @@ impl HostState {
     }
 
     /// Commits the innermost transaction.
+    #[inline]
     pub fn commit(&mut self) {
         let txn = self.txns.pop().expect("commit without a transaction");
-        match self.txns.last() {
-            Some(outer) => {
-                // The records pass to the outer transaction, which owns
-                // everything after its marks: durable only when it commits.
-                // Records of an emitted event's context die with that
-                // context.
-                if outer.frame != txn.frame {
-                    for record in &mut self.undo[txn.undo..] {
-                        if matches!(record, Undo::Context { .. }) {
-                            *record = Undo::Forgotten;
-                        }
-                    }
-                }
-                let depth = self.txns.len() - 1;
-                for lock in &self.locks[txn.locks..] {
-                    self.lock_holders.insert(*lock, depth);
+        if self.txns.is_empty() {
+            // The outermost commit: everything is durable.
+            self.undo.clear();
+            self.undo_bytes.clear();
+            if !self.locks.is_empty() {
+                self.release_all_locks();
+            }
+        } else {
+            self.commit_nested(txn);
+        }
+    }
+
+    /// An inner commit: the records pass to the outer transaction, which
+    /// owns everything after its marks: durable only when it commits.
+    /// Records of an emitted event's context die with that context.
+    fn commit_nested(&mut self, txn: Txn) {
+        let Some(outer) = self.txns.last() else {
+            return;
+        };
+        if outer.frame != txn.frame {
+            for record in &mut self.undo[txn.undo..] {
+                if matches!(record, Undo::Context { .. }) {
+                    *record = Undo::Forgotten;
                 }
             }
-            None => {
-                self.undo.clear();
-                self.undo_bytes.clear();
-                if !self.locks.is_empty() {
-                    for lock in self.locks.drain(..) {
-                        self.lock_holders.remove(&lock);
-                    }
-                }
-            }
+        }
+        let depth = self.txns.len() - 1;
+        for lock in &self.locks[txn.locks..] {
+            self.lock_holders.insert(*lock, depth);
+        }
+    }
+
+    fn release_all_locks(&mut self) {
+        for lock in self.locks.drain(..) {
+            self.lock_holders.remove(&lock);
         }
     }
 
